@@ -1,0 +1,73 @@
+# Helpers shared by the stage files: the capture table and the targets of `all`.
+
+import functools
+from pathlib import Path
+
+from iotsynth import captures as capture_sources
+from iotsynth.download import CAPTURES_DIR, VERIFIED_MARKER
+
+
+def use_download():
+    dataset = config["dataset"]
+    return dataset["capture_list"] is None and dataset["captures_dir"] is None
+
+
+@functools.cache
+def capture_table():
+    """Map capture id to Capture for every capture the configuration selects."""
+    dataset = config["dataset"]
+    device_types = dataset["device_types"]
+    if dataset["capture_list"] is not None:
+        found = capture_sources.from_list(dataset["capture_list"])
+    elif dataset["captures_dir"] is not None:
+        found = capture_sources.from_folder(dataset["captures_dir"], device_types)
+    else:
+        found = capture_sources.from_manifest(
+            dataset["download"]["manifest"], CAPTURES_DIR, device_types
+        )
+    chosen = capture_sources.select(
+        found, dataset["devices"], dataset["max_captures_per_device"]
+    )
+    return {capture.capture_id: capture for capture in chosen}
+
+
+def capture_of(wildcards):
+    return capture_table()[f"{wildcards.device}/{wildcards.name}"]
+
+
+def extract_inputs(wildcards):
+    """The capture file (or the verified download) and the device's MAC file."""
+    capture = capture_of(wildcards)
+    if use_download():
+        # Downloaded files are checked against the manifest once, as a whole.
+        return {"verified": VERIFIED_MARKER}
+    inputs = {"capture": capture.path}
+    if capture.mac_file is not None and Path(capture.mac_file).is_file():
+        inputs["mac_file"] = capture.mac_file
+    return inputs
+
+
+def capture_outputs(kind):
+    suffix = {"tables": "parquet", "reports": "json"}[kind]
+    return [
+        f"results/features/captures/{capture_id}.{suffix}"
+        for capture_id in capture_table()
+    ]
+
+
+def final_targets():
+    targets = [
+        "results/features/packets.parquet",
+        "results/features/feature_dictionary.csv",
+        "results/features/skipped_captures.csv",
+        "results/features/dropped_packets.csv",
+        "results/tables/table06_split.csv",
+        "results/tables/table06_split.md",
+        "results/preprocess/preprocessor.json",
+        "results/graph/adjacency.csv",
+        "results/graph/edges.csv",
+        "results/graph/centrality.csv",
+        "results/graph/feature_graph.graphml",
+        "results/figures/figure06_feature_graph.png",
+    ]
+    return targets
