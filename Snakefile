@@ -29,6 +29,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/split.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/graph.smk"
+include: "workflow/rules/constraints.smk"
 
 
 localrules:

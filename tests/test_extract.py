@@ -63,19 +63,32 @@ def test_conversation_packet_features(tmp_path):
     _, frame = extract_frame(conversation(), tmp_path)
     arp, dns, syn, tls = (frame.iloc[i] for i in range(4))
 
-    assert arp["is_arp"] == 1 and arp["arp_op"] == 1 and arp["eth_dst_broadcast"] == 1
-    assert arp["is_ip"] == 0 and arp["ip_proto"] == -1 and arp["eth_type"] == 0x0806
-    assert dns["is_dns"] == 1 and dns["dns_id"] == 77 and dns["dns_qtype"] == 1
-    assert dns["dport"] == 53 and dns["dport_class"] == F.PORT_CLASS_WELL_KNOWN
+    assert arp["is_arp"] == 1
+    assert arp["arp_op"] == 1
+    assert arp["eth_dst_broadcast"] == 1
+    assert arp["is_ip"] == 0
+    assert arp["ip_proto"] == -1
+    assert arp["eth_type"] == 0x0806
+    assert dns["is_dns"] == 1
+    assert dns["dns_id"] == 77
+    assert dns["dns_qtype"] == 1
+    assert dns["dport"] == 53
+    assert dns["dport_class"] == F.PORT_CLASS_WELL_KNOWN
     assert dns["sport_class"] == F.PORT_CLASS_REGISTERED
     assert dns["ip_dst_scope"] == F.SCOPE_PRIVATE
-    assert syn["tcp_flag_syn"] == 1 and syn["tcp_flag_ack"] == 0
-    assert syn["tcp_opt_mss"] == 1460 and syn["tcp_opt_wscale"] == 7
-    assert syn["tcp_opt_sack_permitted"] == 1 and syn["tcp_opt_nop_count"] == 1
-    assert syn["ip_flag_df"] == 1 and syn["ip_dst_scope"] == F.SCOPE_PUBLIC
+    assert syn["tcp_flag_syn"] == 1
+    assert syn["tcp_flag_ack"] == 0
+    assert syn["tcp_opt_mss"] == 1460
+    assert syn["tcp_opt_wscale"] == 7
+    assert syn["tcp_opt_sack_permitted"] == 1
+    assert syn["tcp_opt_nop_count"] == 1
+    assert syn["ip_flag_df"] == 1
+    assert syn["ip_dst_scope"] == F.SCOPE_PUBLIC
     assert syn["sport_class"] == F.PORT_CLASS_DYNAMIC
-    assert tls["is_tls"] == 1 and tls["payload_len"] == 10
-    assert tls["tcp_flag_psh"] == 1 and tls["tcp_flag_ack"] == 1
+    assert tls["is_tls"] == 1
+    assert tls["payload_len"] == 10
+    assert tls["tcp_flag_psh"] == 1
+    assert tls["tcp_flag_ack"] == 1
     assert 0 < tls["payload_entropy"] <= 8
 
 
@@ -83,9 +96,11 @@ def test_flow_context_counts_both_directions(tmp_path):
     _, frame = extract_frame(conversation(), tmp_path)
     syn, tls = frame.iloc[2], frame.iloc[3]
 
-    assert syn["flow_packets"] == 1 and syn["flow_duration"] == 0
+    assert syn["flow_packets"] == 1
+    assert syn["flow_duration"] == 0
     assert tls["flow_packets"] == 3
-    assert tls["flow_fwd_packets"] == 2 and tls["flow_bwd_packets"] == 1
+    assert tls["flow_fwd_packets"] == 2
+    assert tls["flow_bwd_packets"] == 1
     assert tls["flow_duration"] == pytest.approx(1.0)
     assert tls["flow_iat_mean"] == pytest.approx(0.5)
     assert tls["flow_iat_last"] == pytest.approx(0.5)
@@ -116,8 +131,11 @@ def test_ipv6_icmpv6(tmp_path):
     _, frame = extract_frame(stamp([packet]), tmp_path)
     row = frame.loc[0]
 
-    assert row["is_ipv6"] == 1 and row["ipv6_hlim"] == 255 and row["ipv6_nh"] == 58
-    assert row["is_icmpv6"] == 1 and row["icmpv6_type"] == 128
+    assert row["is_ipv6"] == 1
+    assert row["ipv6_hlim"] == 255
+    assert row["ipv6_nh"] == 58
+    assert row["is_icmpv6"] == 1
+    assert row["icmpv6_type"] == 128
     assert row["ip_dst_scope"] == F.SCOPE_MULTICAST
     assert row["eth_dst_multicast"] == 1
 
@@ -145,7 +163,7 @@ def test_router_alert_and_llc(tmp_path):
     assert frame.loc[1, "llc_dsap"] == 0x42
 
 
-def test_icmp_error_quotes_are_not_read_as_the_packet(tmp_path):
+def test_icmp_error_quote_ignored(tmp_path):
     quoted = IP(src="192.168.1.1", dst="192.168.1.20") / UDP(sport=53, dport=9999)
     packet = Ether(src=DEVICE, dst=PEER) / IP(src="192.168.1.20", dst="192.168.1.1") / ICMP(type=3, code=3) / quoted
     _, frame = extract_frame(stamp([packet]), tmp_path)
@@ -196,7 +214,8 @@ def test_link_types_without_source_mac_are_skipped(tmp_path, packet, linktype, r
     result = extract_capture(path, DEVICE_MAC)
 
     assert result.n_packets == 0
-    assert reason in result.skipped and "source MAC" in result.skipped
+    assert reason in result.skipped
+    assert "source MAC" in result.skipped
 
 
 def test_truncated_capture_keeps_complete_frames(tmp_path):
@@ -266,7 +285,8 @@ def test_bad_mac_file_skips_capture(tmp_path, caplog, mac_text, reason):
         report = extract_to_files(capture, out / "t.parquet", out / "t.json")
 
     assert reason in report["skipped"]
-    assert reason in caplog.text and "Plug/Setup-A-1-STA" in caplog.text
+    assert reason in caplog.text
+    assert "Plug/Setup-A-1-STA" in caplog.text
     assert pd.read_parquet(out / "t.parquet").empty
 
 
@@ -304,4 +324,5 @@ def test_merge_lists_skips_and_drops(tmp_path):
     assert list(skipped["capture"]) == ["Plug/Setup-A-2-STA"]
     assert dropped["not_from_device"] == 3
     report = json.loads((out / "Setup-A-1-STA.json").read_text())
-    assert report["packets"] == 4 and report["mac"] == DEVICE
+    assert report["packets"] == 4
+    assert report["mac"] == DEVICE

@@ -110,7 +110,8 @@ def test_splits_table06_and_preprocessor(workflow_run):
         assert set(split["device_type"]) == set(packets["device_type"])
     assert abs(len(splits["train"]) / len(packets) - 0.64) < 0.01
     keys = [pd.MultiIndex.from_frame(s[["capture", "frame"]]) for s in splits.values()]
-    assert not keys[0].intersection(keys[1]).size and not keys[0].intersection(keys[2]).size
+    assert not keys[0].intersection(keys[1]).size
+    assert not keys[0].intersection(keys[2]).size
     assert (workdir / "results/tables/table06_split.md").is_file()
     assert len(table) >= packets["device_type"].nunique()
     assert preprocessor

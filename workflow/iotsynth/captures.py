@@ -130,7 +130,7 @@ def from_list(list_path: str | Path) -> list[Capture]:
             seen[capture.capture_id] = number
             captures.append(capture)
     if not captures:
-        raise CaptureListError(f"{list_path}: the list holds no capture")
+        raise CaptureListError(f"{list_path}: the list contains no capture; add one line per capture file")
     return captures
 
 

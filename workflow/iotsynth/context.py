@@ -25,7 +25,7 @@ _PORTED = (6, 17)  # TCP, UDP
 
 @dataclass(frozen=True)
 class FrameKey:
-    """What the context needs to know of one frame.
+    """Flow key, destination and port of one frame, read from its raw bytes.
 
     Attributes
     ----------

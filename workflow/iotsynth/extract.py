@@ -35,7 +35,7 @@ class MacAddressError(ValueError):
 
 @dataclass
 class CaptureResult:
-    """What extraction made of one capture.
+    """Result of extracting one capture.
 
     Attributes
     ----------

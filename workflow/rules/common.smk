@@ -69,5 +69,9 @@ def final_targets():
         "results/graph/centrality.csv",
         "results/graph/feature_graph.graphml",
         "results/figures/figure06_feature_graph.png",
+        "results/constraints/constraints.json",
+        "results/constraints/counts.csv",
+        "results/constraints/violations/train_summary.csv",
+        "results/constraints/violations/val_summary.csv",
     ]
     return targets
