@@ -30,6 +30,9 @@ include: "workflow/rules/split.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/graph.smk"
 include: "workflow/rules/constraints.smk"
+include: "workflow/rules/generators.smk"
+include: "workflow/rules/ctgan.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 localrules:

@@ -75,3 +75,53 @@ def final_targets():
         "results/constraints/violations/val_summary.csv",
     ]
     return targets
+
+
+# Used by generators.smk.
+def generator_targets():
+    """Files of the generator stages for rule all."""
+    targets = ["results/figures/figure10_class_distribution.png"]
+    for generator in WGAN_VARIANTS:
+        targets += [
+            f"results/models/{generator}/model.pt",
+            f"results/figures/figure08_{generator}_pca_tsne.png",
+            f"results/figures/figure09_{generator}_correlation.png",
+        ]
+        for protocol in BALANCE_PROTOCOLS:
+            targets += [f"results/balanced/{generator}/{protocol}/{split}.parquet" for split in SPLITS]
+    return targets
+
+
+# Used by ctgan.smk.
+def ctgan_targets():
+    """Files of the CTGAN stages for rule all."""
+    targets = [
+        "results/models/ctgan/model.pt",
+        "results/figures/figure11_ctgan_pca_tsne.png",
+        "results/figures/figure12_ctgan_correlation.png",
+    ]
+    for protocol in CTGAN_PROTOCOLS:
+        targets += [f"results/balanced/ctgan/{protocol}/{split}.parquet" for split in ("train", "val", "test")]
+    return targets
+
+
+# Used by evaluate.smk.
+def evaluation_splits(wildcards):
+    """Balanced splits of one balancing and protocol; `none` reads the real splits."""
+    if wildcards.balancing == "none":
+        folder = "results/splits"
+    else:
+        folder = f"results/balanced/{wildcards.balancing}/{wildcards.protocol}"
+    return {split: f"{folder}/{split}.parquet" for split in ("train", "val", "test")}
+
+
+# Used by evaluate.smk.
+def evaluation_targets():
+    """Files of the evaluation stages for rule all."""
+    targets = ["results/tables/paper_comparison.md"]
+    for balancing, protocol in EVALUATION_PAIRS:
+        targets += [
+            f"results/metrics/{balancing}/{protocol}.json",
+            f"results/figures/figure13_confusion_{balancing}_{protocol}.png",
+        ]
+    return targets

@@ -1,0 +1,32 @@
+"""Train the constraint-guided CTGAN baseline (rule train_ctgan)."""
+
+import sys
+
+sys.path.insert(0, f"{snakemake.scriptdir}/..")  # the iotsynth package in workflow/
+
+import torch
+from threadpoolctl import threadpool_limits
+
+from iotsynth.ctgan_guided.stages import run_training_stage
+from iotsynth.logs import log_to_file
+
+log_to_file(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
+# Torch, BLAS and the transformer's joblib workers use the threads Snakemake
+# gave the job (the rule's threads, set by the profile or --set-threads).
+torch.set_num_threads(snakemake.threads)  # noqa: F821
+with threadpool_limits(limits=snakemake.threads):  # noqa: F821
+    run_training_stage(
+        train_path=snakemake.input.train,  # noqa: F821
+        transformer_path=snakemake.input.transformer,  # noqa: F821
+        preprocessor_path=snakemake.input.preprocessor,  # noqa: F821
+        constraints_path=snakemake.input.constraints,  # noqa: F821
+        model_path=snakemake.output.model,  # noqa: F821
+        losses_path=snakemake.output.losses,  # noqa: F821
+        hyperparameters_path=snakemake.output.hyperparameters,  # noqa: F821
+        figure_path=snakemake.output.figure,  # noqa: F821
+        checkpoint_dir=snakemake.params.checkpoint_dir,  # noqa: F821
+        wgan_section=snakemake.params.wgan,  # noqa: F821
+        ctgan_section=snakemake.params.ctgan,  # noqa: F821
+        seed=snakemake.params.seed,  # noqa: F821
+        processes=snakemake.threads,  # noqa: F821
+    )
