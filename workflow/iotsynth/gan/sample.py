@@ -9,14 +9,14 @@ of the other splits unchanged.
 Rejection
     Rows are decoded to one value per feature the way the critic saw them in
     training (see :meth:`iotsynth.gan.models.OutputActivation.decode`),
-    brought back to
-    original units by the preprocessor, and scored by
+    brought back to original units by the preprocessor, and scored by
     :meth:`iotsynth.constraints.ConstraintSet.row_violation_score` (the share
     of the device type's range and protocol rules a row breaks). Rows above
     ``tolerance`` are dropped and more are generated, for at most
     ``max_rounds`` rounds. A remaining shortfall is filled with the rejected
-    rows of lowest score and logged. With rejection off, the score is still
-    computed and reported as ``violation_rate``.
+    rows of lowest score and logged. With rejection on or off, the share of
+    generated rows that break at least one rule is reported as
+    ``violation_rate``.
 """
 
 from __future__ import annotations

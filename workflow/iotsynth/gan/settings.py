@@ -61,12 +61,12 @@ class WGANSettings:
     The defaults follow Algorithm 1 of Gulrajani et al., "Improved Training
     of Wasserstein GANs" (2017) where it gives one (``critic_steps=5``,
     ``gradient_penalty=10``, ``critic_learning_rate=1e-4``), with
-    ``beta1=0.5`` as in CTGAN, and the published setup of 100 epochs. With
-    penalty weights of 1, the protocol penalty (up to 1 per broken
-    condition, several per rule) already outweighs the adversarial loss in
-    the first epochs on the IoT Sentinel features, so larger weights trade
-    realism for fewer violations. See ``DESCRIPTIONS`` for the meaning of
-    each field.
+    ``betas=(0.5, 0.9)`` as in the ctgan library (0.12.1), and the published
+    setup of 100 epochs. With penalty weights of 1, the protocol penalty (up
+    to 1 per broken condition, several per rule) already outweighs the
+    adversarial loss in the first epochs on the reduced IoT Sentinel test
+    data, so larger weights trade realism for fewer violations. See
+    ``DESCRIPTIONS`` for the meaning of each field.
     """
 
     variant: str = "wgan"
