@@ -218,8 +218,8 @@ def test_svm_invalid_settings_raise(field, value):
 SECTION = {
     "rf": {"n_estimators": 5, "max_depth": None, "min_samples_leaf": 1, "max_features": "sqrt",
            "class_weight": None},
-    "nn": {"hidden_layers": [8], "dropout": 0.0, "batch_size": 64, "learning_rate": 1e-2, "weight_decay": 0.0,
-           "max_epochs": 3, "patience": 2, "threads": 1},
+    "nn": {"hidden_layers": [16], "dropout": 0.0, "batch_size": 64, "learning_rate": 1e-2, "weight_decay": 0.0,
+           "max_epochs": 10, "patience": 3, "threads": 1},
     "svm": {"solver": "fast", "C": 1.0, "gamma": "scale", "n_components": 30,
             "max_train_rows": None, "cache_mb": 100},
 }
@@ -244,3 +244,12 @@ def test_registry_caps_mlp_threads():
 def test_registry_unknown_name_raises():
     with pytest.raises(ValueError, match="classifiers.models"):
         make_classifier("xgboost", SECTION, 0, 1)
+
+
+def test_mlp_standardizes_inputs():
+    X, y = blobs()
+    X = np.column_stack([X * 1e6, np.full(len(X), 7.0)])
+    model = MLPClassifier(hidden_layers=(32,), max_epochs=15, batch_size=64, seed=0).fit(X[:400], y[:400])
+    np.testing.assert_allclose(model.mean_, X[:400].mean(axis=0))
+    assert model.scale_[-1] == 1.0
+    assert (model.predict(X[500:]) == y[500:]).mean() > 0.95

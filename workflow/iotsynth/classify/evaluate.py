@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import time
 from collections.abc import Mapping
@@ -178,7 +179,8 @@ def run_evaluation_stage(split_paths: Mapping[str, str | Path], preprocessor_pat
         "protocol": protocol,
         "seed": seed,
         "threads": threads,
-        "machine": {"processor": platform.processor() or platform.machine(), "python": platform.python_version()},
+        "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+                    "python": platform.python_version()},
         "memory_method": MEMORY_METHOD,
         "memory_interval": float(section.get("memory_interval", 0.05)),
         "settings": {name: section.get(name, {}) for name in result["classifiers"]},

@@ -46,20 +46,21 @@ def plot_confusion_matrices(result: Mapping[str, Any], title: str, path: str | P
     labels = list(result["labels"])
     classifiers = list(result["classifiers"])
     size = max(4.0, 0.28 * len(labels) + 2.0)
-    figure, axes = plt.subplots(1, len(classifiers), figsize=(size * len(classifiers), size + 0.6), squeeze=False)
+    figure, axes = plt.subplots(1, len(classifiers), figsize=(size * len(classifiers) + 1.5, size + 1.0),
+                                squeeze=False, layout="constrained")
 
     image = None
     for axis, name in zip(axes[0], classifiers):
         scores = result["classifiers"][name]
         image = axis.imshow(row_normalize(scores["confusion"]), cmap="Blues", vmin=0.0, vmax=1.0)
         axis.set_title(f"{DISPLAY_NAMES.get(name, name)}: accuracy {scores['accuracy']:.3f}, "
-                       f"macro-F1 {scores['macro_f1']:.3f}", fontsize=9)
-        axis.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
-        axis.set_yticks(range(len(labels)), labels, fontsize=6)
-        axis.set_xlabel("predicted device type", fontsize=8)
-        axis.set_ylabel("true device type", fontsize=8)
+                       f"macro-F1 {scores['macro_f1']:.3f}", fontsize=11)
+        axis.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+        axis.set_yticks(range(len(labels)), labels, fontsize=7)
+        axis.set_xlabel("predicted device type", fontsize=9)
+        axis.set_ylabel("true device type", fontsize=9)
     figure.colorbar(image, ax=axes[0].tolist(), shrink=0.6, label="share of the true device type's test rows")
-    figure.suptitle(f"Confusion matrices, {title}", fontsize=11)
+    figure.suptitle(f"Confusion matrices, {title}", fontsize=13)
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
