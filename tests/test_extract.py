@@ -123,7 +123,8 @@ def test_vlan_tagged_frames(tmp_path):
     assert result.n_packets == 1
     assert frame.loc[0, "vlan_tagged"] == 1
     assert frame.loc[0, "eth_type"] == 0x0800
-    assert frame.loc[0, "is_ntp"] == 1 and frame.loc[0, "dport"] == 123
+    assert frame.loc[0, "is_ntp"] == 1
+    assert frame.loc[0, "dport"] == 123
 
 
 def test_ipv6_icmpv6(tmp_path):
@@ -157,9 +158,12 @@ def test_router_alert_and_llc(tmp_path):
     stp = Dot3(src=DEVICE, dst="01:80:c2:00:00:00") / LLC(dsap=0x42, ssap=0x42, ctrl=3) / Raw(b"\0" * 35)
     _, frame = extract_frame(stamp([igmp, stp]), tmp_path)
 
-    assert frame.loc[0, "ip_opt_router_alert"] == 1 and frame.loc[0, "ip_options_len"] == 4
-    assert frame.loc[0, "is_igmp"] == 1 and frame.loc[0, "igmp_type"] == 0x22
-    assert frame.loc[1, "is_llc"] == 1 and frame.loc[1, "eth_type"] == -1
+    assert frame.loc[0, "ip_opt_router_alert"] == 1
+    assert frame.loc[0, "ip_options_len"] == 4
+    assert frame.loc[0, "is_igmp"] == 1
+    assert frame.loc[0, "igmp_type"] == 0x22
+    assert frame.loc[1, "is_llc"] == 1
+    assert frame.loc[1, "eth_type"] == -1
     assert frame.loc[1, "llc_dsap"] == 0x42
 
 
@@ -168,8 +172,10 @@ def test_icmp_error_quote_ignored(tmp_path):
     packet = Ether(src=DEVICE, dst=PEER) / IP(src="192.168.1.20", dst="192.168.1.1") / ICMP(type=3, code=3) / quoted
     _, frame = extract_frame(stamp([packet]), tmp_path)
 
-    assert frame.loc[0, "is_icmp"] == 1 and frame.loc[0, "icmp_type"] == 3
-    assert frame.loc[0, "is_udp"] == 0 and frame.loc[0, "dport"] == 0
+    assert frame.loc[0, "is_icmp"] == 1
+    assert frame.loc[0, "icmp_type"] == 3
+    assert frame.loc[0, "is_udp"] == 0
+    assert frame.loc[0, "dport"] == 0
 
 
 def test_pcapng_is_read(tmp_path):

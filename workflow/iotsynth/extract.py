@@ -103,8 +103,8 @@ def extract_capture(path: str | Path, mac: bytes, selected=F.FEATURES) -> Captur
     Returns
     -------
     CaptureResult
-        ``skipped`` is set when the capture cannot be read or holds no packet
-        from the device; a truncated capture keeps the packets before the cut
+        ``skipped`` is set when the capture cannot be read or contains no packet
+        from the device. A truncated capture keeps the packets before the cut
         and counts the rest as dropped.
     """
     names = [feature.name for feature in selected]

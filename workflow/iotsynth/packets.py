@@ -35,7 +35,7 @@ def extract_to_files(
 ) -> dict:
     """Extract one capture and write its packet table and report.
 
-    The table always holds every feature; the merge drops the
+    The table always contains every feature. The merge drops the
     session-identifying ones when asked, so switching that setting does not
     rerun the extraction.
 

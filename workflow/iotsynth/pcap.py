@@ -143,7 +143,7 @@ def _read_pcap(handle, magic: bytes) -> Iterator[Frame]:
         data = handle.read(captured)
         if len(data) < captured:
             raise TruncatedCapture(
-                f"frame {number + 1} holds {len(data)} of its {captured} bytes"
+                f"frame {number + 1} is truncated: {len(data)} of its {captured} bytes are present"
             )
         number += 1
         frame = _to_ethernet(linktype, data)
