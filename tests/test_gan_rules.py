@@ -65,7 +65,7 @@ def test_rules_plan_every_generator_job(tmp_path):
         f'configfile: "{REPO / "config" / "config.yaml"}"\n'
         f'include: "{REPO / "workflow" / "rules" / "common.smk"}"\n'
         f'include: "{REPO / "workflow" / "rules" / "generators.smk"}"\n'
-        "rule all:\n    input: generator_targets()\n"
+        "rule all:\n    input: generator_targets(WGAN_VARIANTS)\n"
     )
     for name in INPUTS:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

@@ -74,14 +74,24 @@ def final_targets():
         "results/constraints/violations/train_summary.csv",
         "results/constraints/violations/val_summary.csv",
     ]
+    # The generators, baselines and classifiers follow the balancings that
+    # classifiers.balancings asks to evaluate.
+    balancings = config["classifiers"]["balancings"]
+    wgan_variants = [name for name in config["wgan"]["variants"] if name in balancings]
+    targets += generator_targets(wgan_variants)
+    if "ctgan" in balancings:
+        targets += ctgan_targets()
+    targets += evaluation_targets()
     return targets
 
 
 # Used by generators.smk.
-def generator_targets():
-    """Files of the generator stages for rule all."""
+def generator_targets(variants):
+    """Files of the generator stages of the given WGAN variants for rule all."""
+    if not variants:
+        return []
     targets = ["results/figures/figure10_class_distribution.png"]
-    for generator in WGAN_VARIANTS:
+    for generator in variants:
         targets += [
             f"results/models/{generator}/model.pt",
             f"results/figures/figure08_{generator}_pca_tsne.png",
