@@ -57,9 +57,12 @@ def evaluation(splits, tmp_path_factory):
         "metrics": folder / "metrics" / "none" / "paper.json",
         "per_class": folder / "metrics" / "none" / "paper_per_class.csv",
         "figure": folder / "figures" / "figure13_confusion_none_paper.png",
+        "predictions": folder / "predictions" / "none" / "paper.parquet",
     }
+    outputs["predictions"].parent.mkdir(parents=True)
     document = run_evaluation_stage(paths, folder / "preprocessor.json", outputs["metrics"], outputs["per_class"],
-                                    outputs["figure"], "none", "paper", SECTION, seed=0, threads=1)
+                                    outputs["figure"], "none", "paper", SECTION, seed=0, threads=1,
+                                    predictions_path=outputs["predictions"])
     return document, outputs
 
 
@@ -93,6 +96,21 @@ def test_stage_writes_per_class_and_figure(evaluation):
     assert table["device_type"].tolist() == document["labels"]
     assert table.equals(per_class_table(document).astype(table.dtypes.to_dict()))
     assert outputs["figure"].stat().st_size > 10_000
+
+
+def test_stage_writes_predictions_that_match_the_scores(evaluation, splits):
+    document, outputs = evaluation
+    frames, _ = splits
+    predictions = pd.read_parquet(outputs["predictions"])
+    assert len(predictions) == len(frames["test"])
+    assert (predictions["device_type"].to_numpy() == frames["test"]["device_type"].astype(str).to_numpy()).all()
+    for name in ("rf", "nn", "svm"):
+        accuracy = (predictions[name] == predictions["device_type"]).mean()
+        assert accuracy == pytest.approx(document["classifiers"][name]["accuracy"])
+        scores = predictions[[column for column in predictions.columns if column.startswith(f"{name}:")]]
+        assert scores.shape[1] == len(document["labels"])
+    probabilities = predictions[[column for column in predictions.columns if column.startswith("rf:")]]
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
 
 def test_read_splits_marks_real_rows(tmp_path, splits):

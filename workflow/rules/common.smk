@@ -128,7 +128,7 @@ def evaluation_splits(wildcards):
 # Used by evaluate.smk.
 def evaluation_targets():
     """Files of the evaluation stages for rule all."""
-    targets = ["results/tables/paper_comparison.md"]
+    targets = ["results/tables/paper_comparison.md", "results/tables/windowed.csv"]
     for balancing, protocol in EVALUATION_PAIRS:
         targets += [
             f"results/metrics/{balancing}/{protocol}.json",

@@ -70,6 +70,7 @@ rule evaluate:
     output:
         metrics="results/metrics/{balancing}/{protocol}.json",
         per_class="results/metrics/{balancing}/{protocol}_per_class.csv",
+        predictions="results/predictions/{balancing}/{protocol}.parquet",
         figure=report(
             "results/figures/figure13_confusion_{balancing}_{protocol}.png",
             category="Classifiers",
@@ -117,3 +118,25 @@ rule tables:
         "results/benchmarks/tables.tsv"
     script:
         "../scripts/tables.py"
+
+
+rule windows:
+    input:
+        predictions=[
+            f"results/predictions/{balancing}/{protocol}.parquet"
+            for balancing, protocol in EVALUATION_PAIRS
+        ],
+    output:
+        csv="results/tables/windowed.csv",
+        md="results/tables/windowed.md",
+    params:
+        pairs=EVALUATION_PAIRS,
+        windows=config["windows"],
+    conda:
+        "../../envs/iotsynth.yaml"
+    log:
+        "results/logs/windows.log",
+    benchmark:
+        "results/benchmarks/windows.tsv"
+    script:
+        "../scripts/windows.py"

@@ -16,6 +16,7 @@ run_evaluation_stage(
     metrics_path=snakemake.output.metrics,  # noqa: F821
     per_class_path=snakemake.output.per_class,  # noqa: F821
     figure_path=snakemake.output.figure,  # noqa: F821
+    predictions_path=snakemake.output.predictions,  # noqa: F821
     balancing=snakemake.wildcards.balancing,  # noqa: F821
     protocol=snakemake.wildcards.protocol,  # noqa: F821
     section=snakemake.params.classifiers,  # noqa: F821

@@ -25,7 +25,16 @@ from threadpoolctl import threadpool_limits
 
 from iotsynth.classify.measure import measure_call
 from iotsynth.classify.metrics import SCORE_NAMES, score_predictions
-from iotsynth.classify.models import CLASSIFIERS, DISPLAY_NAMES, check_names, describe, fit_classifier, make_classifier
+from iotsynth.classify.models import (
+    CLASSIFIERS,
+    DISPLAY_NAMES,
+    check_names,
+    class_scores,
+    describe,
+    fit_classifier,
+    make_classifier,
+)
+from iotsynth.classify.windows import prediction_frame
 from iotsynth.gan.balance import SPLIT_NAMES
 from iotsynth.preprocess import Preprocessor
 
@@ -60,7 +69,7 @@ def row_counts(splits: Mapping[str, pd.DataFrame]) -> dict[str, dict[str, int]]:
 
 
 def evaluate_classifiers(splits: Mapping[str, pd.DataFrame], preprocessor: Preprocessor, section: Mapping[str, Any],
-                         seed: int, threads: int = 1) -> dict[str, Any]:
+                         seed: int, threads: int = 1, keep_predictions: bool = False) -> dict[str, Any]:
     """Train and score every configured classifier.
 
     Parameters
@@ -75,6 +84,8 @@ def evaluate_classifiers(splits: Mapping[str, pd.DataFrame], preprocessor: Prepr
     seed : int
     threads : int, default 1
         Threads for the classifiers and for BLAS.
+    keep_predictions : bool, default False
+        Also return the test rows' predictions and class scores.
 
     Returns
     -------
@@ -82,7 +93,9 @@ def evaluate_classifiers(splits: Mapping[str, pd.DataFrame], preprocessor: Prepr
         ``labels`` (device types, sorted), ``rows`` (real and synthetic per
         split) and ``classifiers``: per classifier its scores
         (:func:`score_predictions`), ``train_seconds``,
-        ``peak_memory_mb``, ``predict_seconds`` and ``details``.
+        ``peak_memory_mb``, ``predict_seconds`` and ``details``. With
+        ``keep_predictions``, ``predictions`` holds the table of
+        :func:`iotsynth.classify.windows.prediction_frame`.
     """
     names = list(section.get("models", CLASSIFIERS))
     check_names(names)
@@ -97,15 +110,19 @@ def evaluate_classifiers(splits: Mapping[str, pd.DataFrame], preprocessor: Prepr
                        missing)
     LOGGER.info("features: %d columns; rows %s", X["train"].shape[1], {name: len(values) for name, values in y.items()})
 
-    results = {}
+    results, outputs = {}, {}
     with threadpool_limits(limits=threads):
         for name in names:
-            results[name] = _train_and_score(name, X, y, labels, section, seed, threads, interval)
-    return {"labels": labels, "rows": row_counts(splits), "classifiers": results}
+            results[name], outputs[name] = _train_and_score(name, X, y, labels, section, seed, threads, interval,
+                                                            keep_predictions)
+    result = {"labels": labels, "rows": row_counts(splits), "classifiers": results}
+    if keep_predictions:
+        result["predictions"] = prediction_frame(splits["test"], outputs)
+    return result
 
 
 def _train_and_score(name: str, X: dict, y: dict, labels: list[str], section: Mapping[str, Any], seed: int,
-                     threads: int, interval: float) -> dict[str, Any]:
+                     threads: int, interval: float, keep_predictions: bool) -> tuple[dict[str, Any], tuple | None]:
     model = make_classifier(name, section, seed, threads)
     _, cost = measure_call(lambda: fit_classifier(model, X["train"], y["train"], X["val"], y["val"]), interval)
 
@@ -124,7 +141,10 @@ def _train_and_score(name: str, X: dict, y: dict, labels: list[str], section: Ma
     LOGGER.info("%s: accuracy %.4f, weighted F1 %.4f, macro-F1 %.4f, balanced accuracy %.4f; trained in %.1f s "
                 "using %.0f MB", DISPLAY_NAMES[name], result["accuracy"], result["f1"], result["macro_f1"],
                 result["balanced_accuracy"], cost.seconds, cost.peak_memory_mb)
-    return result
+    if not keep_predictions:
+        return result, None
+    classes, scores = class_scores(model, X["test"])
+    return result, (predicted, classes, scores)
 
 
 def per_class_table(result: Mapping[str, Any]) -> pd.DataFrame:
@@ -140,7 +160,7 @@ def per_class_table(result: Mapping[str, Any]) -> pd.DataFrame:
 def run_evaluation_stage(split_paths: Mapping[str, str | Path], preprocessor_path: str | Path,
                          metrics_path: str | Path, per_class_path: str | Path, figure_path: str | Path,
                          balancing: str, protocol: str, section: Mapping[str, Any], seed: int,
-                         threads: int = 1) -> dict[str, Any]:
+                         threads: int = 1, predictions_path: str | Path | None = None) -> dict[str, Any]:
     """Run the ``evaluate`` rule for one balancing and protocol.
 
     Parameters
@@ -159,6 +179,10 @@ def run_evaluation_stage(split_paths: Mapping[str, str | Path], preprocessor_pat
     section : mapping
         The ``classifiers`` config section.
     seed, threads : int
+    predictions_path : str or pathlib.Path, optional
+        Parquet file for the real test rows' predictions and class scores
+        (:func:`iotsynth.classify.windows.prediction_frame`), which the
+        ``windows`` rule reads.
 
     Returns
     -------
@@ -173,7 +197,9 @@ def run_evaluation_stage(split_paths: Mapping[str, str | Path], preprocessor_pat
     LOGGER.info("balancing %s, protocol %s: read %s", balancing, protocol,
                 {name: str(path) for name, path in split_paths.items()})
 
-    result = evaluate_classifiers(splits, preprocessor, section, seed, threads)
+    result = evaluate_classifiers(splits, preprocessor, section, seed, threads,
+                                  keep_predictions=predictions_path is not None)
+    predictions = result.pop("predictions", None)
     document = {
         "balancing": balancing,
         "protocol": protocol,
@@ -193,6 +219,9 @@ def run_evaluation_stage(split_paths: Mapping[str, str | Path], preprocessor_pat
     metrics_path.write_text(json.dumps(document, indent=2, allow_nan=False, default=_to_json) + "\n",
                             encoding="utf-8")
     per_class_table(result).to_csv(per_class_path, index=False)
+    if predictions is not None:
+        predictions.to_parquet(predictions_path, index=False)
+        LOGGER.info("wrote %s: %d real test rows", predictions_path, len(predictions))
     plot_confusion_matrices(result, f"balancing {balancing}, protocol {protocol}", figure_path)
     LOGGER.info("wrote %s, %s and %s; took %.1f s", metrics_path, per_class_path, figure_path,
                 time.perf_counter() - started)

@@ -130,6 +130,12 @@ class MLPClassifier:
         logits = self._logits(self._standardized(X))
         return self.classes_[logits.argmax(dim=1).numpy()]
 
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Return the softmax probabilities of shape (n_rows, n_classes), columns in ``classes_`` order."""
+        if not hasattr(self, "network_"):
+            raise RuntimeError("this MLPClassifier is not fitted; call fit first")
+        return torch.softmax(self._logits(self._standardized(X)), dim=1).numpy()
+
     def _standardized(self, X: np.ndarray) -> torch.Tensor:
         return torch.as_tensor((np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_, dtype=torch.float32)
 

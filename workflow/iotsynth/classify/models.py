@@ -103,6 +103,18 @@ def fit_classifier(model, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None
     return model.fit(X, y)
 
 
+def class_scores(model, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(classes, scores)``: a score per row and class, higher for the more likely class.
+
+    Probabilities for the Random Forest and the MLP, one-vs-rest decision
+    values for the SVM (not probabilities, but comparable across rows of
+    one model, which is what averaging over a window needs).
+    """
+    if hasattr(model, "predict_proba"):
+        return np.asarray(model.classes_).astype(str), np.asarray(model.predict_proba(X), dtype=np.float64)
+    return np.asarray(model.classes_).astype(str), np.asarray(model.decision_function(X), dtype=np.float64)
+
+
 def describe(model) -> dict[str, Any]:
     """Return what a fitted model learned beyond its settings, for the metrics file."""
     if isinstance(model, MLPClassifier):

@@ -175,6 +175,23 @@ class RBFSVM:
             raise RuntimeError("this RBFSVM is not fitted; call fit first")
         return self.model_.predict(X)
 
+    @property
+    def classes_(self) -> np.ndarray:
+        """Device types in the column order of :meth:`decision_function`."""
+        if not hasattr(self, "model_"):
+            raise RuntimeError("this RBFSVM is not fitted; call fit first")
+        return self.model_.classes_
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Return one-vs-rest scores of shape (n_rows, n_classes); higher means more likely."""
+        if not hasattr(self, "model_"):
+            raise RuntimeError("this RBFSVM is not fitted; call fit first")
+        scores = np.asarray(self.model_.decision_function(X))
+        if scores.ndim == 1:
+            # libsvm gives one column for two classes: the second class's margin.
+            scores = np.stack([-scores, scores], axis=1)
+        return scores
+
     def _check_params(self) -> None:
         if self.solver not in SOLVERS:
             raise ValueError(f"classifiers.svm.solver must be one of {list(SOLVERS)}, got {self.solver!r}")
