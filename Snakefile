@@ -26,13 +26,29 @@ wildcard_constraints:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/features.smk"
-include: "workflow/rules/split.smk"
-include: "workflow/rules/preprocess.smk"
-include: "workflow/rules/graph.smk"
-include: "workflow/rules/constraints.smk"
-include: "workflow/rules/generators.smk"
-include: "workflow/rules/ctgan.smk"
-include: "workflow/rules/evaluate.smk"
+include: "workflow/stages.smk"
+
+
+# The stages from the split onwards once more on the by_capture split, where
+# every capture lands whole in one split. They read the main run's packet
+# table and feature dictionary and write everything else to
+# results/by_capture/. by_capture.balancings chooses what they evaluate.
+module by_capture:
+    snakefile:
+        "workflow/stages.smk"
+    config:
+        by_capture_config()
+    replace_prefix:
+        {"results/": "results/by_capture/"}
+
+
+use rule * from by_capture as by_capture_*
+
+
+include: "workflow/rules/by_capture.smk"
+include: "workflow/rules/fidelity.smk"
+include: "workflow/rules/validate.smk"
+include: "workflow/rules/report.smk"
 
 
 localrules:
@@ -42,4 +58,5 @@ localrules:
 rule all:
     input:
         final_targets(),
+        rules.report.output.html,
     default_target: True

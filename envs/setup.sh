@@ -16,4 +16,8 @@ fi
 # build before running this script; a satisfied requirement is kept.
 .venv/bin/python -m pip install --quiet "torch==${TORCH_VERSION:-2.13.0}"
 .venv/bin/python -m pip install --quiet -e ".[test]"
+# SDMetrics checks our fidelity scores in tests/test_fidelity.py. Its releases
+# declare pandas < 3 but run under pandas 3, so it is installed without its
+# dependency pins; pip check then reports that conflict.
+.venv/bin/python -m pip install --quiet --no-deps sdmetrics==0.32.0 copulas==0.14.1 plotly==7.1.0
 echo "envs/setup.sh: iotsynth installed in $(pwd)/.venv"

@@ -23,7 +23,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CAPTURES = REPO.parent / "shared" / "datasets" / "iot-sentinel" / "captures"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-IGNORED = shutil.ignore_patterns("results", "resources", ".snakemake", ".venv", ".git", "__pycache__", ".pytest_cache", "*.egg-info")
+IGNORED = shutil.ignore_patterns("results", "iot-sentinel", ".snakemake", ".venv", ".git", "__pycache__", ".pytest_cache", "*.egg-info")
 
 pytestmark = [
     pytest.mark.slow,
@@ -117,6 +117,39 @@ def test_splits_table06_and_preprocessor(workflow_run):
     assert preprocessor
 
 
+def test_run_reaches_the_tables(workflow_run):
+    workdir, _, test_config = workflow_run
+    balancings = test_config["classifiers"]["balancings"]
+    summary = pd.read_csv(workdir / "results/tables/classifiers_summary.csv")
+    windowed = pd.read_csv(workdir / "results/tables/windowed.csv")
+
+    assert set(summary["balancing"]) == set(balancings)
+    assert (workdir / "results/tables/paper_comparison.md").is_file()
+    assert (workdir / "results/figures/figure10_class_distribution.png").is_file()
+    assert set(windowed["balancing"]) == set(balancings)
+    per_packet = windowed[(windowed["k"] == 1) & (windowed["protocol"] == "real_test")]
+    merged = per_packet.merge(summary[summary["protocol"] == "real_test"], on=["balancing", "classifier"])
+    # k = 1 under real_test scores the same rows as the main tables.
+    assert len(merged) == len(per_packet) > 0
+    assert (merged["accuracy_x"] - merged["accuracy_y"]).abs().max() < 1e-3
+
+
+def test_by_capture_run_keeps_captures_whole(workflow_run):
+    workdir, _, test_config = workflow_run
+    splits = {name: pd.read_parquet(workdir / f"results/by_capture/splits/{name}.parquet")
+              for name in ("train", "val", "test")}
+    captures = {name: set(frame["capture"]) for name, frame in splits.items()}
+    comparison = pd.read_csv(workdir / "results/tables/split_comparison.csv")
+
+    assert not captures["train"] & captures["val"]
+    assert not captures["train"] & captures["test"]
+    assert not captures["val"] & captures["test"]
+    assert set(comparison["balancing"]) == set(test_config["by_capture"]["balancings"])
+    assert comparison["macro_f1_by_capture"].between(0, 1).all()
+    assert ((comparison["macro_f1_by_capture"] - comparison["macro_f1_stratified"])
+            - comparison["macro_f1_difference"]).abs().max() < 1e-3
+
+
 def job_counts(output: str) -> dict[str, int]:
     """Read the job stats table that ``snakemake -n`` prints."""
     return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", output, flags=re.MULTILINE)}
@@ -134,6 +167,7 @@ def test_touched_capture_reruns_one_extraction(workflow_run):
     assert counts.get("merge_features") == 1
     assert counts.get("split") == 1
     assert counts.get("preprocess") == 1
+    assert counts.get("by_capture_split") == 1
 
 
 def test_changed_capture_reruns_one_extraction(workflow_run):

@@ -1,6 +1,8 @@
 # Helpers shared by the stage files: the capture table and the targets of `all`.
 
+import copy
 import functools
+import os
 from pathlib import Path
 
 from iotsynth import captures as capture_sources
@@ -82,6 +84,9 @@ def final_targets():
     if "ctgan" in balancings:
         targets += ctgan_targets()
     targets += evaluation_targets()
+    targets += by_capture_targets()
+    targets += fidelity_targets()
+    targets += validation_targets()
     return targets
 
 
@@ -135,3 +140,52 @@ def evaluation_targets():
             f"results/figures/figure13_confusion_{balancing}_{protocol}.png",
         ]
     return targets
+
+
+# Used by the Snakefile.
+def by_capture_config():
+    """The configuration of the by_capture module: whole captures per split, by_capture.balancings evaluated."""
+    module_config = copy.deepcopy(config)
+    module_config["split"]["mode"] = "by_capture"
+    module_config["classifiers"]["balancings"] = list(config["by_capture"]["balancings"])
+    return module_config
+
+
+def by_capture_targets():
+    """Files of the by_capture module and the split comparison for rule all; none when by_capture.balancings is empty."""
+    if not config["by_capture"]["balancings"] or config["split"]["mode"] == "by_capture":
+        return []
+    return [
+        "results/by_capture/tables/table06_split.csv",
+        "results/by_capture/tables/paper_comparison.md",
+        "results/by_capture/tables/windowed.csv",
+        "results/tables/split_comparison.csv",
+    ]
+
+
+# Used by fidelity.smk.
+def fidelity_targets():
+    """Files of the fidelity stage for rule all; none when only none is evaluated."""
+    generators = [name for name in config["classifiers"]["balancings"] if name != "none"]
+    if not generators:
+        return []
+    return [f"results/fidelity/{generator}.json" for generator in generators] + [
+        "results/tables/fidelity.csv",
+        "results/tables/fidelity.md",
+    ]
+
+
+# Used by validate.smk.
+def validation_targets():
+    """Files of the validation stage for rule all: one JSON per generator and the table."""
+    generators = [name for name in config["classifiers"]["balancings"] if name != "none"]
+    if not generators:
+        return []
+    targets = [f"results/validation/{generator}.json" for generator in generators]
+    return targets + ["results/tables/validation.csv", "results/tables/validation.md"]
+
+
+# Used by report.smk.
+def report_inputs():
+    """Every target of all except the report, so the report is built last."""
+    return final_targets()

@@ -9,7 +9,7 @@ import os
 rule constraints:
     input:
         train="results/splits/train.parquet",
-        dictionary="results/features/feature_dictionary.csv",
+        dictionary=local("results/features/feature_dictionary.csv"),
         preprocessor="results/preprocess/preprocessor.json",
         edges="results/graph/edges.csv",
     output:
@@ -34,7 +34,7 @@ rule constraints:
 rule constraint_violations:
     input:
         constraints=rules.constraints.output.constraints,
-        dictionary="results/features/feature_dictionary.csv",
+        dictionary=local("results/features/feature_dictionary.csv"),
         split="results/splits/{split}.parquet",
     output:
         rates="results/constraints/violations/{split}_rates.csv",

@@ -11,7 +11,7 @@ CTGAN_PROTOCOLS = ["paper", "real_test"]
 rule fit_ctgan_transformer:
     input:
         train="results/splits/train.parquet",
-        dictionary="results/features/feature_dictionary.csv",
+        dictionary=local("results/features/feature_dictionary.csv"),
     output:
         transformer="results/models/ctgan/transformer.pkl",
         columns="results/models/ctgan/transformer_columns.csv",
@@ -47,7 +47,8 @@ rule train_ctgan:
         seed=config["seed"],
         # Not an output: Snakemake deletes the outputs of a failed job, and
         # the checkpoints must survive a killed job so that a rerun resumes.
-        checkpoint_dir="results/models/ctgan/checkpoints",
+        # Taken from the output path, so the by_capture module gets its own.
+        checkpoint_dir=lambda wildcards, output: os.path.join(os.path.dirname(output.model), "checkpoints"),
     conda:
         "../../envs/iotsynth.yaml"
     log:

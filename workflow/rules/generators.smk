@@ -27,7 +27,8 @@ rule train_generator:
         seed=config["seed"],
         # Not an output: Snakemake deletes the outputs of a failed job, and
         # the checkpoints must survive a killed job so that a rerun resumes.
-        checkpoint_dir="results/models/{generator}/checkpoints",
+        # Taken from the output path, so the by_capture module gets its own.
+        checkpoint_dir=lambda wildcards, output: os.path.join(os.path.dirname(output.model), "checkpoints"),
     wildcard_constraints:
         generator="|".join(WGAN_VARIANTS),
     conda:

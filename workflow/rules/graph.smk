@@ -6,7 +6,7 @@
 rule graph:
     input:
         train="results/splits/train.parquet",
-        dictionary="results/features/feature_dictionary.csv",
+        dictionary=local("results/features/feature_dictionary.csv"),
     output:
         adjacency="results/graph/adjacency.csv",
         edges="results/graph/edges.csv",

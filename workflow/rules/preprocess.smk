@@ -5,7 +5,7 @@
 rule preprocess:
     input:
         train=rules.split.output.train,
-        dictionary="results/features/feature_dictionary.csv",
+        dictionary=local("results/features/feature_dictionary.csv"),
     output:
         preprocessor="results/preprocess/preprocessor.json",
     conda:

@@ -4,7 +4,7 @@
 
 rule split:
     input:
-        packets="results/features/packets.parquet",
+        packets=local("results/features/packets.parquet"),
     output:
         train="results/splits/train.parquet",
         val="results/splits/val.parquet",

@@ -229,3 +229,67 @@ def run_tables_stage(metrics_paths: Mapping[tuple[str, str], str | Path], refere
     write_classifier_tables(long, folder)
     write_paper_comparison(long, read_reference(reference_path), reference_path, comparison_path)
     return long
+
+
+def split_comparison(stratified: pd.DataFrame, by_capture: pd.DataFrame, stratified_windows: pd.DataFrame,
+                     by_capture_windows: pd.DataFrame) -> pd.DataFrame:
+    """Set the scores of the stratified split beside those of the by_capture split.
+
+    Parameters
+    ----------
+    stratified, by_capture : pandas.DataFrame
+        ``classifiers_summary`` tables of the two runs (``SUMMARY_COLUMNS``).
+    stratified_windows, by_capture_windows : pandas.DataFrame
+        ``windowed`` tables of the two runs.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (balancing, protocol, classifier) evaluated in both
+        runs: accuracy, macro-F1 and balanced accuracy per packet under each
+        split and their difference (by_capture minus stratified), then the
+        macro-F1 of the longest window under each split (majority vote).
+    """
+    keys = ["balancing", "protocol", "classifier"]
+    metrics = ["accuracy", "macro_f1", "balanced_accuracy"]
+    merged = stratified[keys + metrics].merge(by_capture[keys + metrics], on=keys,
+                                              suffixes=("_stratified", "_by_capture"))
+    for metric in metrics:
+        merged[f"{metric}_difference"] = merged[f"{metric}_by_capture"] - merged[f"{metric}_stratified"]
+
+    windows = []
+    for frame, suffix in ((stratified_windows, "stratified"), (by_capture_windows, "by_capture")):
+        if frame.empty:
+            continue
+        longest = frame[(frame["k"] == frame["k"].max()) & (frame["method"] == "vote")].copy()
+        k = int(longest["k"].max())
+        windows.append(longest[keys + ["macro_f1"]].rename(columns={"macro_f1": f"macro_f1_k{k}_{suffix}"}))
+    for part in windows:
+        merged = merged.merge(part, on=keys, how="left")
+    columns = keys + [f"{metric}_{suffix}" for metric in metrics for suffix in ("stratified", "by_capture",
+                                                                                  "difference")]
+    return merged[columns + [name for name in merged.columns if name not in columns]]
+
+
+def run_split_comparison_stage(paths: Mapping[str, str | Path], stem: str | Path) -> pd.DataFrame:
+    """Run the ``split_comparison`` rule.
+
+    Parameters
+    ----------
+    paths : mapping of str to path
+        ``stratified`` and ``by_capture`` (classifier summaries),
+        ``stratified_windows`` and ``by_capture_windows`` (windowed tables).
+    stem : str or pathlib.Path
+        Output path without suffix; ``.csv`` and ``.md`` are written.
+    """
+    tables = {name: pd.read_csv(path) for name, path in paths.items()}
+    table = split_comparison(tables["stratified"], tables["by_capture"], tables["stratified_windows"],
+                             tables["by_capture_windows"])
+    if table.empty:
+        raise ValueError(f"{paths['stratified']} and {paths['by_capture']} share no (balancing, protocol, "
+                         "classifier); by_capture.balancings must be among classifiers.balancings")
+    rounded = table.copy()
+    numeric = rounded.select_dtypes("number").columns
+    rounded[numeric] = rounded[numeric].round(METRIC_DIGITS)
+    write_table(rounded, stem)
+    return table

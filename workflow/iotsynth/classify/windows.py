@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from iotsynth.classify.metrics import score_predictions
+from iotsynth.classify.models import DISPLAY_NAMES
 
 METHODS = ("vote", "mean_score")
 # Columns every prediction table has besides the classifiers' columns.
@@ -218,6 +219,7 @@ def run_windows_stage(prediction_paths: Mapping[tuple[str, str], str], section: 
         classifiers = [name for name in frame.columns
                        if name not in KEY_COLUMNS and SCORE_SEPARATOR not in name]
         table = window_table(frame, classifiers, sizes, methods)
+        table["classifier"] = table["classifier"].map(lambda name: DISPLAY_NAMES.get(name, name))
         parts.append(table.assign(balancing=balancing, protocol=protocol))
         best = table[table["k"] == max(sizes)]
         logger.info("%s / %s: %d real test rows, %d captures; k=%d macro-F1 %s", balancing, protocol, len(frame),

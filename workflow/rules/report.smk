@@ -1,0 +1,25 @@
+# The results report: one self-contained HTML page with the configuration,
+# software versions, machine, dataset summary, every table under
+# results/tables/, every figure under results/figures/ and the benchmark
+# timings. It runs after every other target of the run (report_inputs() in
+# common.smk).
+
+
+rule report:
+    input:
+        report_inputs(),
+    output:
+        html="results/report.html",
+    params:
+        # The folder the report reads; its files are the inputs above plus
+        # the benchmark files the other jobs wrote.
+        results_dir="results",
+        report=config["report"],
+    conda:
+        "../../envs/iotsynth.yaml"
+    log:
+        "results/logs/report.log",
+    benchmark:
+        "results/benchmarks/report.tsv"
+    script:
+        "../scripts/report.py"
