@@ -177,7 +177,7 @@ def fidelity_targets():
 
 # Used by validate.smk.
 def validation_targets():
-    """Files of the validation stage for rule all: one JSON per generator and the table."""
+    """Files of the validation stage for rule all, one JSON per generator and the table."""
     generators = [name for name in config["classifiers"]["balancings"] if name != "none"]
     if not generators:
         return []

@@ -13,7 +13,7 @@ rule report:
     params:
         # The folder the report reads; its files are the inputs above plus
         # the benchmark files the other jobs wrote.
-        results_dir="results",
+        results_dir=lambda wildcards, output: os.path.dirname(output.html),
         report=config["report"],
     conda:
         "../../envs/iotsynth.yaml"
