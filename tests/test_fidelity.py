@@ -17,12 +17,11 @@ from iotsynth.fidelity_stage import (
     run_fidelity_stage,
     run_fidelity_table_stage,
 )
-from iotsynth.gan.toydata import build_inputs, make_packet_table
+from iotsynth.gan.toydata import build_inputs, make_packet_table, stratified_split
 from iotsynth.preprocess import Preprocessor
 from iotsynth.smote import smote_rows
 
 REPO = Path(__file__).resolve().parents[1]
-SPLITS = ("train", "val", "test")
 # Small models keep the file fast; the metrics do not depend on these sizes.
 FAST = {"detection": {"folds": 3, "max_iter": 20}, "utility": {"n_estimators": 20}}
 
@@ -36,15 +35,7 @@ def table():
 def splits(table):
     """Stratified 60/20/20 split of the toy table."""
     frame, _ = table
-    rng = np.random.default_rng(0)
-    parts = {name: [] for name in SPLITS}
-    for _, rows in frame.groupby("device_type"):
-        order = rng.permutation(len(rows))
-        cut_train, cut_val = int(0.6 * len(rows)), int(0.8 * len(rows))
-        parts["train"].append(rows.iloc[order[:cut_train]])
-        parts["val"].append(rows.iloc[order[cut_train:cut_val]])
-        parts["test"].append(rows.iloc[order[cut_val:]])
-    return {name: pd.concat(chunks, ignore_index=True) for name, chunks in parts.items()}
+    return stratified_split(frame, seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from iotsynth.gan.balance import balance_protocol, deficits
-from iotsynth.gan.toydata import make_packet_table
+from iotsynth.gan.toydata import make_packet_table, stratified_split
 from iotsynth.preprocess import Preprocessor
 from iotsynth.smote import plan_calls, run_smote_stage, smote_rows, smote_split
 
@@ -22,15 +22,7 @@ def table():
 def splits(table):
     """Stratified 60/20/20 split of the toy table."""
     frame, _ = table
-    rng = np.random.default_rng(0)
-    parts = {name: [] for name in SPLITS}
-    for _, rows in frame.groupby("device_type"):
-        order = rng.permutation(len(rows))
-        cut_train, cut_val = int(0.6 * len(rows)), int(0.8 * len(rows))
-        parts["train"].append(rows.iloc[order[:cut_train]])
-        parts["val"].append(rows.iloc[order[cut_train:cut_val]])
-        parts["test"].append(rows.iloc[order[cut_val:]])
-    return {name: pd.concat(chunks, ignore_index=True) for name, chunks in parts.items()}
+    return stratified_split(frame, seed=0)
 
 
 @pytest.fixture(scope="module")

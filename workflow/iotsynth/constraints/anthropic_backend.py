@@ -39,6 +39,72 @@ def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def request_until_valid(send, read, messages: list[dict], max_repair_attempts: int, device_type: str):
+    """Send a conversation until a reply passes the checks, sending each invalid one back with its problems.
+
+    Parameters
+    ----------
+    send : callable
+        ``send(messages)`` returns one reply of the Messages API.
+    read : callable
+        ``read(reply)`` returns ``(content, errors, feedback)``: the parsed
+        tool input, its problems (empty when valid) and the user content
+        that explains them to the model.
+    messages : list of dict
+        The first request's messages.
+    max_repair_attempts : int
+        Invalid replies sent back before giving up.
+    device_type : str
+        For the log.
+
+    Returns
+    -------
+    content : object
+        The last reply's parsed content.
+    attempt : int
+        Requests sent.
+    replies : list of dict
+        Every raw reply, for the audit record.
+    errors : list of str
+        The last reply's problems; empty when it is valid.
+    """
+    replies, errors, content = [], [], None
+    for attempt in range(1, max_repair_attempts + 2):
+        reply = send(messages)
+        replies.append(reply.model_dump(mode="json", exclude_none=True))
+        content, errors, feedback = read(reply)
+        if not errors:
+            return content, attempt, replies, []
+        LOGGER.warning(
+            "%s: reply %d of at most %d is invalid (%d problems), e.g. %s",
+            device_type, attempt, max_repair_attempts + 1, len(errors), errors[0],
+        )
+        assistant = [block.model_dump(mode="json", exclude_none=True) for block in reply.content]
+        messages = [*messages, {"role": "assistant", "content": assistant}, {"role": "user", "content": feedback}]
+    return content, max_repair_attempts + 1, replies, errors
+
+
+def store_reply(cache, key: str, device_type: str, model: str, attempt: int, content: dict,
+                replies: list[dict]) -> dict:
+    """Cache a valid reply with its audit fields and return the record, marked as not from the cache.
+
+    ``content`` holds the parsed reply under the name the stage reads back
+    (``sections`` or ``reply``).
+    """
+    record = {
+        "key": key,
+        "device_type": device_type,
+        "model": model,
+        "created": _utc_now(),
+        "requests": attempt,
+        **content,
+        "replies": replies,
+    }
+    cache.put(key, record)
+    LOGGER.info("%s: valid reply after %d request(s), cached as %s", device_type, attempt, key)
+    return {**record, "from_cache": False}
+
+
 class AnthropicBackend:
     """Request, validate and cache constraints from the Messages API.
 
@@ -113,36 +179,17 @@ class AnthropicBackend:
         if cached is not None:
             return cached
 
-        messages = prompt.messages()
-        replies, errors = [], []
-        for attempt in range(1, self.settings.max_repair_attempts + 2):
-            reply = self._send(prompt, messages)
-            replies.append(reply.model_dump(mode="json", exclude_none=True))
-            sections, errors, feedback = self._read_reply(reply, kinds, prompt.device_type)
-            if not errors:
-                record = {
-                    "key": key,
-                    "device_type": prompt.device_type,
-                    "model": model,
-                    "created": _utc_now(),
-                    "requests": attempt,
-                    "sections": sections,
-                    "replies": replies,
-                }
-                self.cache.put(key, record)
-                LOGGER.info("%s: valid reply after %d request(s), cached as %s", prompt.device_type, attempt, key)
-                return sections, {**record, "from_cache": False}
-
-            LOGGER.warning(
-                "%s: reply %d of at most %d is invalid (%d problems), e.g. %s",
-                prompt.device_type, attempt, self.settings.max_repair_attempts + 1, len(errors), errors[0],
-            )
-            assistant = [block.model_dump(mode="json", exclude_none=True) for block in reply.content]
-            messages = [*messages, {"role": "assistant", "content": assistant}, {"role": "user", "content": feedback}]
-
-        raise ConstraintValidationError(
-            f"{model} reply for device type {prompt.device_type!r} after {len(replies)} requests", errors
+        sections, attempt, replies, errors = request_until_valid(
+            lambda messages: self._send(prompt, messages),
+            lambda reply: self._read_reply(reply, kinds, prompt.device_type),
+            prompt.messages(), self.settings.max_repair_attempts, prompt.device_type,
         )
+        if errors:
+            raise ConstraintValidationError(
+                f"{model} reply for device type {prompt.device_type!r} after {len(replies)} requests", errors
+            )
+        return sections, store_reply(self.cache, key, prompt.device_type, model, attempt, {"sections": sections},
+                                     replies)
 
     def _from_cache(self, key: str, device_type: str, kinds: Mapping[str, str]) -> tuple[dict, dict] | None:
         record = self.cache.get(key)

@@ -35,16 +35,20 @@ LOGGER = logging.getLogger(__name__)
 SCALED_KINDS = ("continuous", "discrete")
 
 
-def choose_backend(requested: str, environ: Mapping[str, str] | None = None) -> str:
-    """Resolve ``llm.backend``; for ``auto``, log which backend was taken and why."""
+def choose_backend(requested: str, environ: Mapping[str, str] | None = None, stage: str = "constraint",
+                   setting: str = "llm.backend") -> str:
+    """Resolve a backend setting; for ``auto``, log which backend was taken and why.
+
+    ``stage`` and ``setting`` name the stage and the config key in the log.
+    """
     environ = os.environ if environ is None else environ
     if requested != "auto":
-        LOGGER.info("constraint backend: %s (llm.backend)", requested)
+        LOGGER.info("%s backend: %s (%s)", stage, requested, setting)
         return requested
     if environ.get("ANTHROPIC_API_KEY"):
-        LOGGER.info("constraint backend: anthropic (llm.backend is auto and ANTHROPIC_API_KEY is set)")
+        LOGGER.info("%s backend: anthropic (%s is auto and ANTHROPIC_API_KEY is set)", stage, setting)
         return "anthropic"
-    LOGGER.info("constraint backend: offline (llm.backend is auto and ANTHROPIC_API_KEY is not set)")
+    LOGGER.info("%s backend: offline (%s is auto and ANTHROPIC_API_KEY is not set)", stage, setting)
     return "offline"
 
 

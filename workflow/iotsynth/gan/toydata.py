@@ -115,6 +115,19 @@ def make_packet_table(n_rows: int, n_device_types: int = 4, seed: int = 0, extra
     return frame, dictionary
 
 
+def stratified_split(frame: pd.DataFrame, seed: int = 0, train: float = 0.6, val: float = 0.2) -> dict[str, pd.DataFrame]:
+    """Split a toy packet table per device type into ``train``, ``val`` and ``test`` (the rest)."""
+    rng = np.random.default_rng(seed)
+    parts = {"train": [], "val": [], "test": []}
+    for _, rows in frame.groupby("device_type"):
+        order = rng.permutation(len(rows))
+        cut_train, cut_val = int(train * len(rows)), int((train + val) * len(rows))
+        parts["train"].append(rows.iloc[order[:cut_train]])
+        parts["val"].append(rows.iloc[order[cut_train:cut_val]])
+        parts["test"].append(rows.iloc[order[cut_val:]])
+    return {name: pd.concat(chunks, ignore_index=True) for name, chunks in parts.items()}
+
+
 def _device_rows(name: str, size: int, rng: np.random.Generator, index: int) -> pd.DataFrame:
     """Draw the rows of one device type; its protocol mix and sizes depend on ``index``."""
     mix = rng.dirichlet([4.0, 2.0, 0.5])

@@ -19,12 +19,16 @@ the hash of model and request, so a rerun sends nothing and needs no API key.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
 from pathlib import Path
 
 import anthropic
 
-from iotsynth.constraints.anthropic_backend import AnthropicBackend, ConstraintBackendError
+from iotsynth.constraints.anthropic_backend import (
+    AnthropicBackend,
+    ConstraintBackendError,
+    request_until_valid,
+    store_reply,
+)
 from iotsynth.constraints.cache import ReplyCache
 from iotsynth.constraints.settings import LLMSettings
 from iotsynth.validation.prompt import TOOL_NAME, ValidationPrompt, check_reply
@@ -55,10 +59,6 @@ class ValidationCache(ReplyCache):
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory) / "validation"
-
-
-def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def tool_choice_of(settings: LLMSettings) -> dict:
@@ -137,37 +137,18 @@ class AnthropicValidator:
         if cached is not None:
             return cached
 
-        messages = prompt.messages()
-        replies, errors = [], []
-        for attempt in range(1, self.max_repair_attempts + 2):
-            reply = self._send(prompt, messages)
-            replies.append(reply.model_dump(mode="json", exclude_none=True))
-            content, errors, feedback = self._read_reply(reply, prompt)
-            if not errors:
-                record = {
-                    "key": key,
-                    "device_type": prompt.device_type,
-                    "model": model,
-                    "created": _utc_now(),
-                    "requests": attempt,
-                    "reply": content,
-                    "replies": replies,
-                }
-                self.cache.put(key, record)
-                LOGGER.info("%s: valid reply after %d request(s), cached as %s", prompt.device_type, attempt, key)
-                return content, {**record, "from_cache": False}
-
-            LOGGER.warning(
-                "%s: reply %d of at most %d is invalid (%d problems), e.g. %s",
-                prompt.device_type, attempt, self.max_repair_attempts + 1, len(errors), errors[0],
-            )
-            assistant = [block.model_dump(mode="json", exclude_none=True) for block in reply.content]
-            messages = [*messages, {"role": "assistant", "content": assistant}, {"role": "user", "content": feedback}]
-
-        raise ValidationReplyError(
-            f"{model} validation reply for device type {prompt.device_type!r} is invalid after {len(replies)} requests",
-            errors,
+        content, attempt, replies, errors = request_until_valid(
+            lambda messages: self._send(prompt, messages),
+            lambda reply: self._read_reply(reply, prompt),
+            prompt.messages(), self.max_repair_attempts, prompt.device_type,
         )
+        if errors:
+            raise ValidationReplyError(
+                f"{model} validation reply for device type {prompt.device_type!r} is invalid after "
+                f"{len(replies)} requests",
+                errors,
+            )
+        return content, store_reply(self.cache, key, prompt.device_type, model, attempt, {"reply": content}, replies)
 
     def _from_cache(self, key: str, prompt: ValidationPrompt) -> tuple[dict, dict] | None:
         record = self.cache.get(key)

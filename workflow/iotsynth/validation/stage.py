@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from iotsynth.constraints import build
 from iotsynth.constraints.model import ConstraintSet
 from iotsynth.constraints.settings import LLMSettings
 from iotsynth.validation.anthropic_backend import AnthropicValidator, ValidationCache
@@ -38,14 +39,8 @@ FORMAT_VERSION = 1
 
 def choose_backend(requested: str, environ: Mapping[str, str]) -> str:
     """Resolve ``auto`` to ``anthropic`` or ``offline`` and log the choice."""
-    if requested != "auto":
-        LOGGER.info("validation backend: %s (validation.backend, or llm.backend when that is null)", requested)
-        return requested
-    if environ.get("ANTHROPIC_API_KEY"):
-        LOGGER.info("validation backend: anthropic (backend is auto and ANTHROPIC_API_KEY is set)")
-        return "anthropic"
-    LOGGER.info("validation backend: offline (backend is auto and ANTHROPIC_API_KEY is not set)")
-    return "offline"
+    return build.choose_backend(requested, environ, stage="validation",
+                                setting="validation.backend (or llm.backend when that is null)")
 
 
 def _utc_now() -> str:
