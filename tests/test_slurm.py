@@ -63,6 +63,7 @@ SLURM_TARGETS = [
     "results/balanced/wgan/real_test/train.parquet",
     "results/metrics/wgan/real_test.json",
     "results/by_capture/metrics/none/real_test.json",
+    "results/by_capture/constraints/violations/val_summary.csv",
 ]
 # Names of JSON fields and CSV columns that measure a run instead of the data
 # ("seconds", "fit_time", "peak_memory_mb"). Feature columns such as

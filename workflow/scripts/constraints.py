@@ -11,7 +11,9 @@ from iotsynth.logs import log_to_file
 # Also logs an uncaught error to the rule's log before the job fails.
 log_to_file(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 
-if snakemake.rule == "constraints":  # noqa: F821
+# The rule's outputs tell the two rules apart; their names carry a prefix in
+# the by_capture module.
+if "constraints" in snakemake.output.keys():  # noqa: F821
     run_constraints_stage(
         train=snakemake.input.train,  # noqa: F821
         dictionary=snakemake.input.dictionary,  # noqa: F821

@@ -12,7 +12,8 @@ from iotsynth.plots_synthetic import plot_class_distribution, run_fidelity_figur
 
 log_to_file(snakemake.log[0])  # noqa: F821 (injected by Snakemake)
 with threadpool_limits(limits=snakemake.threads):  # noqa: F821
-    if snakemake.rule == "plot_class_distribution":  # noqa: F821
+    # Told apart by their outputs: rule names carry a prefix in the by_capture module.
+    if "projection" not in snakemake.output.keys():  # noqa: F821
         counts = pd.read_csv(snakemake.input.counts)  # noqa: F821
         plot_class_distribution(counts, snakemake.output.figure, snakemake.params.caption)  # noqa: F821
     else:
