@@ -90,7 +90,7 @@ def final_targets():
     return targets
 
 
-# Used by generators.smk.
+# Used by final_targets.
 def generator_targets(variants):
     """Files of the generator stages of the given WGAN variants for rule all."""
     if not variants:
@@ -107,7 +107,7 @@ def generator_targets(variants):
     return targets
 
 
-# Used by ctgan.smk.
+# Used by final_targets.
 def ctgan_targets():
     """Files of the CTGAN stages for rule all."""
     targets = [
@@ -130,7 +130,7 @@ def evaluation_splits(wildcards):
     return {split: f"{folder}/{split}.parquet" for split in ("train", "val", "test")}
 
 
-# Used by evaluate.smk.
+# Used by final_targets.
 def evaluation_targets():
     """Files of the evaluation stages for rule all."""
     targets = ["results/tables/paper_comparison.md", "results/tables/windowed.csv"]
@@ -151,6 +151,7 @@ def by_capture_config():
     return module_config
 
 
+# Used by final_targets.
 def by_capture_targets():
     """Files of the by_capture module and the split comparison for rule all; none when by_capture.balancings is empty."""
     if not config["by_capture"]["balancings"] or config["split"]["mode"] == "by_capture":
@@ -163,7 +164,7 @@ def by_capture_targets():
     ]
 
 
-# Used by fidelity.smk.
+# Used by final_targets.
 def fidelity_targets():
     """Files of the fidelity stage for rule all; none when only none is evaluated."""
     generators = [name for name in config["classifiers"]["balancings"] if name != "none"]
@@ -175,7 +176,7 @@ def fidelity_targets():
     ]
 
 
-# Used by validate.smk.
+# Used by final_targets.
 def validation_targets():
     """Files of the validation stage for rule all, one JSON per generator and the table."""
     generators = [name for name in config["classifiers"]["balancings"] if name != "none"]
