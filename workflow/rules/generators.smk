@@ -6,6 +6,10 @@
 WGAN_VARIANTS = list(config["wgan"]["variants"])
 BALANCE_PROTOCOLS = ["paper", "real_test"]
 SPLITS = ["train", "val", "test"]
+FIGURE10_VARIANT = next(
+    (name for name in WGAN_VARIANTS if name in config["classifiers"]["balancings"]),
+    WGAN_VARIANTS[0],
+)
 
 
 rule train_generator:
@@ -126,8 +130,9 @@ rule plot_synthetic:
 rule plot_class_distribution:
     input:
         # Every generator tops up to the same targets, so one generator's
-        # counts stand for all of them.
-        counts=f"results/balanced/{WGAN_VARIANTS[0]}/paper/counts.csv",
+        # counts stand for all of them: the first evaluated variant's, so
+        # that the figure trains no variant of its own.
+        counts=f"results/balanced/{FIGURE10_VARIANT}/paper/counts.csv",
     output:
         figure=report(
             "results/figures/figure10_class_distribution.png",
