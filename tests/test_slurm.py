@@ -278,7 +278,7 @@ def _assert_jobs_went_through_sbatch(cluster: SlurmCluster, workdir: Path, log_p
                                     ran_all: bool = True) -> list[dict]:
     """Check that every non-local job became one completed SLURM job, and no local one did.
 
-    ``ran_all`` says that the run built rule all (no explicit targets), which
+    ``ran_all`` is True when the run built rule all (no explicit targets), which
     must then have run on the submitting machine.
     """
     remote, local = _executed_rules(log_path)

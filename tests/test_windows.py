@@ -44,7 +44,7 @@ def test_windows_follow_frames_and_stay_in_one_capture():
     assert set(windows_of_a.loc[windows_of_a["frame"].isin([2, 4, 7]), "window"]) == {0}
 
 
-def test_vote_takes_the_majority_and_breaks_ties_by_mean_score():
+def test_vote_majority_and_tie_break():
     frame = predictions(
         [
             # window 0: two Plug votes beat one confident Cam.
@@ -113,7 +113,7 @@ def test_bad_window_size_and_method_are_named():
         window_decisions(frame, "rf", 1, "median")
 
 
-def test_stage_writes_one_row_per_pair_classifier_size_and_method(tmp_path):
+def test_stage_rows_per_setting(tmp_path):
     rows = []
     for index in range(40):
         device_type = CLASSES[index % 2]
@@ -129,6 +129,6 @@ def test_stage_writes_one_row_per_pair_classifier_size_and_method(tmp_path):
     assert len(written) == 2 * 3 * 2
     assert (tmp_path / "windowed.md").is_file()
     assert written.loc[written["k"] == 5, "accuracy"].eq(1.0).all()
-    # No capture holds 50 test packets, so k=50 has no window and no score.
+    # No capture has 50 test packets, so k=50 has no window and no score.
     assert (table.loc[table["k"] == 50, "windows"] == 0).all()
     assert table.loc[table["k"] == 50, "macro_f1"].isna().all()

@@ -12,7 +12,7 @@ alike. :mod:`iotsynth.fidelity_stage` draws the rows and writes the report;
 Metrics and their sources
     - Detection AUC: the ROC AUC of a classifier trained to distinguish real
       from synthetic rows, as in SDMetrics' detection metrics. 0.5 means the
-      rows cannot be told apart.
+      rows cannot be distinguished.
     - Per-feature Kolmogorov-Smirnov statistic and Wasserstein-1 distance,
       total variation distance for categorical features, and the column-shape
       score ``1 - KS`` or ``1 - TV`` of SDMetrics' quality report.
@@ -325,10 +325,10 @@ def detection_auc(real: np.ndarray, synthetic: np.ndarray, folds: int = 5, max_i
     better than chance; 1 means every synthetic row is recognised.
 
     The folds are stratified by source, and identical rows always share a
-    fold. Otherwise a synthetic copy of a real row would be scored by a model
-    that saw the real row labelled real, which pushes the AUC of copied rows
-    well below 0.5 (to about 0.1 on the toy tables of the tests). Copies are
-    measured by :func:`exact_copy_share` instead.
+    fold. Otherwise a model that trained on a real row labelled real would
+    score its synthetic copy. That pushes the AUC of copied rows well below
+    0.5 (to about 0.1 on the toy tables of the tests). Copies are measured by
+    :func:`exact_copy_share` instead.
 
     Parameters
     ----------
@@ -463,7 +463,7 @@ def precision_recall_density_coverage(real: np.ndarray, synthetic: np.ndarray, k
       ``k``. It is about 1 when the synthetic rows follow the real density
       and above 1 when they crowd into dense real regions, with no upper
       bound;
-    - coverage: share of real rows whose own ball holds a synthetic row. It
+    - coverage: share of real rows whose own ball contains a synthetic row. It
       is less sensitive than recall to synthetic outliers, whose large balls
       inflate recall.
 

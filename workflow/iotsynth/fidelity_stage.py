@@ -9,7 +9,7 @@ Rows compared
     number of real and synthetic rows, the smaller of its two counts, drawn at
     random. The report lists every device type with fewer synthetic rows than
     real test rows; with ``balance.target: max`` the largest device type has
-    none. Every metric then sees the same mix of device types on both sides.
+    none. Every metric then compares the same mix of device types on both sides.
 
 Subsamples
     Detection, precision/recall and DCR run on proportional subsamples of
@@ -171,13 +171,13 @@ class MatchedRows:
         total = int(used.sum())
         if total <= max_rows:
             return self.real, self.synthetic
-        kept = np.maximum(1, np.floor(used * max_rows / total)).astype(int)
-        return _first_rows(self.real, kept), _first_rows(self.synthetic, kept)
+        rows_per_type = np.maximum(1, np.floor(used * max_rows / total)).astype(int)
+        return _first_rows(self.real, rows_per_type), _first_rows(self.synthetic, rows_per_type)
 
 
-def _first_rows(frame: pd.DataFrame, kept: pd.Series) -> pd.DataFrame:
+def _first_rows(frame: pd.DataFrame, rows_per_type: pd.Series) -> pd.DataFrame:
     position = frame.groupby("device_type", sort=False).cumcount().to_numpy()
-    limit = frame["device_type"].map(kept).fillna(0).to_numpy()
+    limit = frame["device_type"].map(rows_per_type).fillna(0).to_numpy()
     return frame[position < limit].reset_index(drop=True)
 
 

@@ -314,14 +314,14 @@ def packet_table_summary(path: Path) -> list[tuple[str, object]]:
     """Summarise the packet table from its metadata and its three identifier columns."""
     parquet = pq.ParquetFile(path)
     names = parquet.schema_arrow.names
-    wanted = [name for name in ("capture", "device", "device_type") if name in names]
-    columns = parquet.read(columns=wanted) if wanted else None
+    summary_columns = [name for name in ("capture", "device", "device_type") if name in names]
+    columns = parquet.read(columns=summary_columns) if summary_columns else None
     items: list[tuple[str, object]] = [
         ("packets (rows)", parquet.metadata.num_rows),
         ("feature columns", sum(name not in PACKET_ID_COLUMNS for name in names)),
     ]
     for name, label in (("capture", "captures"), ("device", "device folders"), ("device_type", "device types")):
-        if name in wanted:
+        if name in summary_columns:
             items.append((label, len(columns.column(name).unique())))
     return items
 

@@ -2,10 +2,10 @@
 
 A per-packet classifier labels one packet at a time. An identification
 system that monitors a device receives a stream of its packets, so the
-decision can rest on several of them. Here a window is ``k`` consecutive real test packets of one capture
-(ordered by their frame number in the capture), the windows of a capture do
-not overlap, and a window never spans two captures, so packets of different
-sessions are kept apart. A capture's trailing packets that do not fill a
+decision can rest on several of them. Here a window is ``k`` consecutive
+real test packets of one capture, ordered by their frame number in the
+capture. The windows of a capture do not overlap, and a window never spans
+two captures, so packets of different sessions are kept apart. A capture's trailing packets that do not fill a
 window are left out, and a capture with fewer than ``k`` test packets gives
 no window; the table counts the windows and captures that remain.
 

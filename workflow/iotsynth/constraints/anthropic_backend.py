@@ -88,7 +88,7 @@ def store_reply(cache, key: str, device_type: str, model: str, attempt: int, con
                 replies: list[dict]) -> dict:
     """Cache a valid reply with its audit fields and return the record, marked as not from the cache.
 
-    ``content`` holds the parsed reply under the name the stage reads back
+    ``content`` contains the parsed reply under the name the stage reads back
     (``sections`` or ``reply``).
     """
     record = {

@@ -323,8 +323,8 @@ class TorchConstraints:
             compiled = buffers["programs"][position]
             gate = truth[:, compiled["when"]].prod(dim=2)
             # A product with the atom-by-rule count matrix sums each rule's
-            # consequence hinges; gathering the padded (rows, rules, atoms)
-            # table and its backward pass cost several times more.
+            # consequence hinges. It replaces a gather of the padded (rows,
+            # rules, atoms) table, whose backward pass cost several times more.
             broken = hinge @ compiled["then"]
             yield rows, gate * broken, compiled["sections"]
 

@@ -3,10 +3,11 @@
 The SDK client, its retries (``llm.max_retries`` after HTTP 429 and 5xx,
 connection errors and timeouts) and the reply cache come from the
 constraint stage (:mod:`iotsynth.constraints.anthropic_backend`,
-:mod:`iotsynth.constraints.cache`), and so does ``llm.tool_choice``:
+:mod:`iotsynth.constraints.cache`), and so does ``llm.tool_choice``.
 ``forced`` sends ``tool_choice`` type ``tool``, so the model must call the
-plausibility tool; ``auto`` (the default, because the default model rejects
-a forced choice) lets it, and a reply without the call counts as invalid.
+plausibility tool. ``auto`` is the default, because the default model
+rejects a forced choice. It lets the model answer without the call, and
+such a reply counts as invalid.
 A reply whose tool input fails
 :func:`~iotsynth.validation.prompt.check_reply` goes back to the model as an
 error tool result listing every problem, ``validation.max_repair_attempts``
