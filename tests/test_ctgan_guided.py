@@ -270,6 +270,21 @@ def test_resume_matches_uninterrupted_run(fitted, inputs, table, tmp_path):
     pd.testing.assert_frame_equal(resumed.losses_[columns], straight.losses_[columns])
 
 
+def test_checkpoint_keys_stay_stable(fitted, inputs, table, tmp_path):
+    _, _, data, specs = fitted
+    constraints = inputs.constraints
+    y = class_indices(table[0], constraints.device_types)
+    CTGANTrainer(CTGANSettings(**{**SMALL, "epochs": 1}), specs, inputs.preprocessor, constraints.device_types,
+                 constraints, seed=0, checkpoint_dir=tmp_path).fit(data, y)
+
+    saved = torch.load(tmp_path / "epoch_0001.pt", weights_only=True)
+
+    # Killed runs resume from these keys, so a renamed key would make them start over.
+    assert list(saved) == ["format", "epoch", "fingerprint", "generator", "discriminator", "generator_optimizer",
+                           "discriminator_optimizer", "random_states", "losses"]
+    assert {"torch", "numpy_kind", "numpy_keys", "numpy_position"} <= set(saved["random_states"])
+
+
 def test_trainer_rejects_wrong_width(fitted, inputs, table):
     _, _, data, specs = fitted
     constraints = inputs.constraints

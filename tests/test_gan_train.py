@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -138,6 +139,32 @@ def test_checkpoint_of_other_settings_is_not_resumed(toy, tmp_path):
     assert changed.resumed_from_ == 0
     saved = torch.load(checkpoints.list_checkpoints(folder)[-1][1], weights_only=True)
     assert saved["fingerprint"] == changed.fingerprint_
+
+
+def test_checkpoint_keys_stay_stable(toy, tmp_path):
+    # Killed runs resume from these keys, so a renamed key would make them start over.
+    train(toy, WGANSettings(epochs=1, **FAST), checkpoint_dir=tmp_path)
+    saved = torch.load(checkpoints.list_checkpoints(tmp_path)[-1][1], weights_only=True)
+
+    assert list(saved) == ["format", "epoch", "fingerprint", "generator", "critic", "generator_optimizer",
+                           "critic_optimizer", "rng_state", "losses"]
+    assert isinstance(saved["rng_state"], torch.Tensor)
+
+
+def test_progress_logs_every_epoch(toy, caplog):
+    _, _, inputs, adjacency, x, y = toy
+    trainer = WGANTrainer(WGANSettings(epochs=2, **FAST, **OFF), inputs.preprocessor, inputs.constraints.device_types,
+                          adjacency, inputs.constraints, progress=True)
+
+    with caplog.at_level(logging.INFO, logger="iotsynth.gan.trainer_base"):
+        trainer.fit(x, y)
+
+    lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("wgan epoch ")]
+    assert len(lines) == 2
+    assert lines[1].startswith("wgan epoch 2/2: critic_loss ")
+    # Terms that the variant does not train with are still measured and logged.
+    assert "penalty_protocol" in lines[0]
+    assert "graph_loss" in lines[0]
 
 
 def test_class_sampler_weights_device_types():

@@ -56,7 +56,7 @@ rule train_ctgan:
     benchmark:
         "results/benchmarks/train_ctgan.tsv"
     script:
-        "../scripts/train_ctgan.py"
+        "../scripts/train_generator.py"
 
 
 rule synthesize_ctgan:
@@ -81,7 +81,7 @@ rule synthesize_ctgan:
     benchmark:
         "results/benchmarks/synthesize_ctgan.tsv"
     script:
-        "../scripts/synthesize_ctgan.py"
+        "../scripts/synthesize.py"
 
 
 rule balance_ctgan:

@@ -7,7 +7,7 @@ data transformer on the packet features),
 preprocessor's space, where the constraint penalties work),
 :mod:`~iotsynth.ctgan_guided.model` (the library's generator and
 discriminator, the model file), :mod:`~iotsynth.ctgan_guided.train` (the
-training loop, and what differs from ``ctgan.CTGAN.fit``) and
+trainer, and what differs from ``ctgan.CTGAN.fit``) and
 :mod:`~iotsynth.ctgan_guided.stages` (the workflow stages). Synthesis with
 rejection, balancing and the figures reuse the WGAN's code.
 

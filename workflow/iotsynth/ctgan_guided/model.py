@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from ctgan.synthesizers.ctgan import Discriminator
@@ -29,7 +29,8 @@ from torch import nn
 
 from iotsynth.ctgan_guided.bridge import CTGANOutput
 from iotsynth.ctgan_guided.settings import CTGANSettings
-from iotsynth.gan.models import LAYOUT_KEYS, initialize_linear_layers
+from iotsynth.gan.checkpoints import save_atomically
+from iotsynth.gan.models import TrainedGenerator, initialize_linear_layers, read_model_file
 
 MODEL_FORMAT = "iotsynth-ctgan"
 MODEL_FORMAT_VERSION = 1
@@ -77,38 +78,24 @@ def build_discriminator(settings: CTGANSettings, width: int, n_classes: int) -> 
 
 
 @dataclass
-class TrainedCTGAN:
+class TrainedCTGAN(TrainedGenerator):
     """A CTGAN generator read from ``model.pt``, ready to sample.
+
+    The attributes of :class:`iotsynth.gan.models.TrainedGenerator`, with
+    ``generator`` a :class:`ConditionalGenerator`, ``settings`` a
+    :class:`~iotsynth.ctgan_guided.settings.CTGANSettings` and the ctgan
+    and rdt versions in ``metadata``, and one more:
 
     Attributes
     ----------
-    generator : ConditionalGenerator
-        In evaluation mode, on the CPU.
-    settings : CTGANSettings
-    class_names : list of str
-        Device type of each class index.
-    layout : list of dict
-        Preprocessor layout the generator was trained with.
     specs : list of dict
         Column specs of the transformer.
-    metadata : dict
-        Epochs trained, seed, fingerprint, package versions.
     """
 
-    generator: ConditionalGenerator
-    settings: CTGANSettings
-    class_names: list[str]
-    layout: list[dict]
     specs: list[dict]
-    metadata: dict[str, Any]
 
-    def check_layout(self, layout: Sequence[Mapping], source: str = "the preprocessor") -> None:
-        """Raise ValueError if ``layout`` differs from the training layout."""
-        trained = [tuple(entry[key] for key in LAYOUT_KEYS) for entry in self.layout]
-        received = [tuple(entry[key] for key in LAYOUT_KEYS) for entry in layout]
-        if trained != received:
-            raise ValueError(f"{source} has another feature layout than the CTGAN generator was trained with; "
-                             "retrain it (rule train_ctgan) after refitting the preprocessor")
+    MODEL_KIND: ClassVar[str] = "CTGAN"
+    TRAINING_RULE: ClassVar[str] = "train_ctgan"
 
 
 def save_ctgan(path: str | Path, generator: ConditionalGenerator, settings: CTGANSettings,
@@ -129,11 +116,7 @@ def save_ctgan(path: str | Path, generator: ConditionalGenerator, settings: CTGA
         "metadata": dict(metadata),
         "generator": {name: tensor.detach().cpu() for name, tensor in generator.state_dict().items()},
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".partial")
-    torch.save(document, temporary)
-    temporary.replace(path)
+    save_atomically(document, path)
 
 
 def load_ctgan(path: str | Path) -> TrainedCTGAN:
@@ -146,19 +129,11 @@ def load_ctgan(path: str | Path) -> TrainedCTGAN:
     ValueError
         If the file is not an iotsynth CTGAN model of this format version.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"CTGAN model {path} not found; run the train_ctgan rule")
-    document = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path} is not an iotsynth CTGAN model file; retrain with the train_ctgan rule")
-    if document.get("format_version") != MODEL_FORMAT_VERSION:
-        raise ValueError(f"{path} has model format version {document.get('format_version')}; this code reads "
-                         f"version {MODEL_FORMAT_VERSION}. Retrain with the train_ctgan rule")
-
+    document = read_model_file(path, MODEL_FORMAT, MODEL_FORMAT_VERSION, TrainedCTGAN.MODEL_KIND,
+                               TrainedCTGAN.TRAINING_RULE)
     settings = CTGANSettings.from_dict(document["settings"])
     generator = ConditionalGenerator(settings, document["specs"], document["layout"], len(document["class_names"]))
     generator.load_state_dict(document["generator"])
     generator.eval()
-    return TrainedCTGAN(generator, settings, list(document["class_names"]), document["layout"], document["specs"],
-                        dict(document["metadata"]))
+    return TrainedCTGAN(generator=generator, settings=settings, class_names=list(document["class_names"]),
+                        layout=document["layout"], metadata=dict(document["metadata"]), specs=document["specs"])

@@ -18,8 +18,16 @@ from typing import Any
 
 import pandas as pd
 
-DEVICES = ("auto", "cpu", "cuda")
-PENALTY_SECTIONS = ("range", "correlation", "protocol")
+from iotsynth.gan.settings import (
+    TrainingSettings,
+    budget_from_config,
+    check_positive_int,
+    parameter_rows,
+    parameter_table,
+)
+
+# The generator's name in file names, figure titles and the synthetic rows.
+GENERATOR_NAME = "ctgan"
 
 # One line per hyperparameter for the hyperparameter table, in table order.
 DESCRIPTIONS = {
@@ -45,6 +53,12 @@ DESCRIPTIONS = {
     "log_frequency": "device types of condition vectors drawn with weight log(1 + rows) instead of rows "
                      "(ctgan.log_frequency)",
     "penalties": "constraint penalty terms are part of the generator objective (ctgan.penalties)",
+}
+TRANSFORMER_DESCRIPTIONS = {
+    "max_clusters": "most mixture components per continuous column (ctgan.transformer.max_clusters)",
+    "weight_threshold": "mixture weight below which a component is dropped (ctgan.transformer.weight_threshold)",
+    "discrete_max_values": "discrete features with at most this many training values are one-hot encoded "
+                           "(ctgan.transformer.discrete_max_values)",
 }
 
 
@@ -72,7 +86,7 @@ class TransformerSettings:
     discrete_max_values: int = 16
 
     def __post_init__(self) -> None:
-        _check_positive_int("ctgan.transformer.max_clusters", self.max_clusters)
+        check_positive_int("ctgan.transformer.max_clusters", self.max_clusters)
         if not 0.0 <= self.weight_threshold < 1.0:
             raise ValueError(f"ctgan.transformer.weight_threshold must be in [0, 1), got {self.weight_threshold!r}")
         if isinstance(self.discrete_max_values, bool) or not isinstance(self.discrete_max_values, int) \
@@ -89,7 +103,7 @@ class TransformerSettings:
 
 
 @dataclass(frozen=True)
-class CTGANSettings:
+class CTGANSettings(TrainingSettings):
     """Training hyperparameters of the constraint-guided CTGAN.
 
     The first block of fields comes from the ``wgan`` section, so both
@@ -122,35 +136,17 @@ class CTGANSettings:
     penalties: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "critic_steps", "noise_dim", "checkpoint_every", "keep_checkpoints",
-                     "pac"):
-            _check_positive_int(name, getattr(self, name))
-        for name in ("generator_layers", "critic_layers"):
-            widths = getattr(self, name)
-            if len(widths) == 0:
-                raise ValueError(f"wgan.{name} needs at least one layer width, got {list(widths)}")
-            for width in widths:
-                _check_positive_int(name, width)
+        self._check_budget()
+        check_positive_int("ctgan.pac", self.pac)
         if self.batch_size % self.pac != 0:
             raise ValueError(
                 f"wgan.batch_size {self.batch_size} is not a multiple of ctgan.pac {self.pac}: the CTGAN "
                 "discriminator scores groups of pac rows. Choose a pac that divides the batch size"
             )
-        for name in ("generator_learning_rate", "critic_learning_rate", "gumbel_temperature"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be above 0, got {getattr(self, name)!r}")
-        if len(self.betas) != 2 or not all(0.0 <= beta < 1.0 for beta in self.betas):
-            raise ValueError(f"wgan.betas must be two numbers in [0, 1), got {list(self.betas)!r}")
-        for name in ("gradient_penalty", "weight_decay", "penalty_range", "penalty_correlation", "penalty_protocol"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)!r}")
-        if self.device not in DEVICES:
-            raise ValueError(f"wgan.device must be one of {list(DEVICES)}, got {self.device!r}")
-
-    @property
-    def penalty_weights(self) -> dict[str, float]:
-        """Weight of each constraint penalty section in the generator objective."""
-        return {section: getattr(self, f"penalty_{section}") for section in PENALTY_SECTIONS}
+        if not self.gumbel_temperature > 0:
+            raise ValueError(f"ctgan.gumbel_temperature must be above 0, got {self.gumbel_temperature!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"ctgan.weight_decay must be 0 or more, got {self.weight_decay!r}")
 
     @classmethod
     def from_config(cls, wgan_section: Mapping[str, Any], ctgan_section: Mapping[str, Any]) -> CTGANSettings:
@@ -159,25 +155,8 @@ class CTGANSettings:
         Missing keys keep their defaults; the config schema makes them
         required in the workflow.
         """
-        learning_rate = wgan_section.get("learning_rate", {}) or {}
-        penalties = wgan_section.get("penalties", {}) or {}
         flat = {
-            "epochs": wgan_section.get("epochs"),
-            "batch_size": wgan_section.get("batch_size"),
-            "critic_steps": wgan_section.get("critic_steps"),
-            "noise_dim": wgan_section.get("noise_dim"),
-            "generator_layers": _tuple(wgan_section.get("generator_layers")),
-            "critic_layers": _tuple(wgan_section.get("critic_layers")),
-            "generator_learning_rate": learning_rate.get("generator"),
-            "critic_learning_rate": learning_rate.get("critic"),
-            "betas": _tuple(wgan_section.get("betas")),
-            "gradient_penalty": wgan_section.get("gradient_penalty"),
-            "penalty_range": penalties.get("range"),
-            "penalty_correlation": penalties.get("correlation"),
-            "penalty_protocol": penalties.get("protocol"),
-            "checkpoint_every": wgan_section.get("checkpoint_every"),
-            "keep_checkpoints": wgan_section.get("keep_checkpoints"),
-            "device": wgan_section.get("device"),
+            **budget_from_config(wgan_section),
             "pac": ctgan_section.get("pac"),
             "weight_decay": ctgan_section.get("weight_decay"),
             "gumbel_temperature": ctgan_section.get("gumbel_temperature"),
@@ -185,16 +164,6 @@ class CTGANSettings:
             "penalties": ctgan_section.get("penalties"),
         }
         return cls(**{key: value for key, value in flat.items() if value is not None})
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the settings as JSON-friendly values (tuples become lists)."""
-        return {key: list(value) if isinstance(value, tuple) else value
-                for key, value in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> CTGANSettings:
-        """Rebuild settings written by :meth:`to_dict` (e.g. from a saved model)."""
-        return cls(**{key: _tuple(value) if isinstance(value, list) else value for key, value in values.items()})
 
 
 def hyperparameter_table(settings: CTGANSettings, transformer: TransformerSettings,
@@ -213,27 +182,6 @@ def hyperparameter_table(settings: CTGANSettings, transformer: TransformerSettin
     pandas.DataFrame
         Columns ``parameter``, ``value`` and ``description``.
     """
-    rows = []
-    for name, value in settings.to_dict().items():
-        text = " ".join(str(item) for item in value) if isinstance(value, list) else value
-        rows.append({"parameter": name, "value": text, "description": DESCRIPTIONS[name]})
-    transformer_descriptions = {
-        "max_clusters": "most mixture components per continuous column (ctgan.transformer.max_clusters)",
-        "weight_threshold": "mixture weight below which a component is dropped (ctgan.transformer.weight_threshold)",
-        "discrete_max_values": "discrete features with at most this many training values are one-hot encoded "
-                               "(ctgan.transformer.discrete_max_values)",
-    }
-    for name, value in dataclasses.asdict(transformer).items():
-        rows.append({"parameter": f"transformer_{name}", "value": value, "description": transformer_descriptions[name]})
-    for name, (value, description) in (facts or {}).items():
-        rows.append({"parameter": name, "value": value, "description": description})
-    return pd.DataFrame(rows, columns=["parameter", "value", "description"])
-
-
-def _tuple(value):
-    return tuple(value) if isinstance(value, (list, tuple)) else value
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer of at least 1, got {value!r}")
+    rows = parameter_rows(settings.to_dict(), DESCRIPTIONS)
+    rows += parameter_rows(dataclasses.asdict(transformer), TRANSFORMER_DESCRIPTIONS, prefix="transformer_")
+    return parameter_table(rows, facts)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from iotsynth.ctgan_guided.settings import CTGANSettings, TransformerSettings, hyperparameter_table
+from iotsynth.ctgan_guided.settings import GENERATOR_NAME, CTGANSettings, TransformerSettings, hyperparameter_table
 from iotsynth.ctgan_guided.transformer import (
     CONTINUOUS,
     column_specs,
@@ -30,8 +30,6 @@ from iotsynth.ctgan_guided.transformer import (
 )
 
 LOGGER = logging.getLogger(__name__)
-
-GENERATOR_NAME = "ctgan"
 
 
 def run_transformer_stage(train_path: str | Path, dictionary_path: str | Path, transformer_path: str | Path,
@@ -82,11 +80,9 @@ def run_training_stage(train_path: str | Path, transformer_path: str | Path, pre
     train_path, transformer_path, preprocessor_path, constraints_path : str or pathlib.Path
         Training split, fitted CTGAN transformer, preprocessor JSON and
         constraint set.
-    model_path, losses_path, hyperparameters_path, figure_path : str or pathlib.Path
-        Outputs: ``model.pt``, per-epoch ``losses.csv``, the hyperparameter
-        table and the loss curve figure.
-    checkpoint_dir : str or pathlib.Path
-        Checkpoint folder; a killed run resumes from it.
+    model_path, losses_path, hyperparameters_path, figure_path, checkpoint_dir : str or pathlib.Path
+        Outputs and checkpoint folder, as in
+        :func:`iotsynth.gan.train.run_training_stage`.
     wgan_section, ctgan_section : mapping
         The ``wgan`` (shared budget) and ``ctgan`` config sections.
     seed : int
@@ -100,7 +96,7 @@ def run_training_stage(train_path: str | Path, transformer_path: str | Path, pre
     """
     from iotsynth.constraints import ConstraintSet
     from iotsynth.ctgan_guided.train import CTGANTrainer, class_indices
-    from iotsynth.plots_synthetic import plot_losses
+    from iotsynth.gan.trainer_base import write_training_outputs
     from iotsynth.preprocess import Preprocessor
 
     started = time.perf_counter()
@@ -123,8 +119,6 @@ def run_training_stage(train_path: str | Path, transformer_path: str | Path, pre
 
     trainer = CTGANTrainer(settings, specs, preprocessor, constraints.device_types, constraints, seed,
                            checkpoint_dir).fit(data, y)
-    trainer.save(model_path)
-    trainer.losses_.to_csv(losses_path, index=False)
     facts = {
         "training_rows": (len(data), "rows of the training split"),
         "columns": (data.shape[1], "columns of a row in CTGAN's space"),
@@ -133,12 +127,8 @@ def run_training_stage(train_path: str | Path, transformer_path: str | Path, pre
         "generator_updates_per_epoch": (math.ceil(len(data) / settings.batch_size), "ceil(training_rows / batch_size)"),
         "seed": (seed, "seed of weights, condition vectors, noise and dropout"),
     }
-    hyperparameter_table(settings, TransformerSettings(**stored["settings"]), facts).to_csv(hyperparameters_path,
-                                                                                            index=False)
-    plot_losses(trainer.losses_, figure_path, GENERATOR_NAME)
-    LOGGER.info("wrote %s, %s, %s and %s; %d epochs (%d resumed) in %.1f s", model_path, losses_path,
-                hyperparameters_path, figure_path, len(trainer.losses_), trainer.resumed_from_,
-                time.perf_counter() - started)
+    table = hyperparameter_table(settings, TransformerSettings(**stored["settings"]), facts)
+    write_training_outputs(trainer, model_path, losses_path, table, hyperparameters_path, figure_path, started)
     return trainer
 
 
@@ -147,9 +137,9 @@ def run_synthesis_stage(model_path: str | Path, split_paths: Mapping[str, str | 
                         balance_section: Mapping, rejection: bool, seed: int) -> pd.DataFrame:
     """Run the ``synthesize_ctgan`` rule: top up every split's device types with CTGAN rows.
 
-    The rows are drawn by :func:`iotsynth.gan.sample.synthesize`, the
-    WGAN's code, with the same per-(split, device type) random streams and
-    the same rejection filter.
+    The rows are drawn by the WGAN's stage,
+    :func:`iotsynth.gan.sample.run_synthesis_stage`, with the same
+    per-(split, device type) random streams and the same rejection filter.
 
     Parameters
     ----------
@@ -173,31 +163,9 @@ def run_synthesis_stage(model_path: str | Path, split_paths: Mapping[str, str | 
     pandas.DataFrame
         The rejection statistics.
     """
-    from iotsynth.constraints import ConstraintSet
     from iotsynth.ctgan_guided.model import load_ctgan
-    from iotsynth.gan.balance import deficits
-    from iotsynth.gan.sample import synthesize
-    from iotsynth.gan.settings import SamplingSettings
-    from iotsynth.preprocess import Preprocessor
+    from iotsynth.gan.sample import run_synthesis_stage as run_sampling_stage
 
-    started = time.perf_counter()
-    model = load_ctgan(model_path)
-    preprocessor = Preprocessor.load(preprocessor_path)
-    constraints = ConstraintSet.load(constraints_path)
-    labels = {name: pd.read_parquet(path, columns=["device_type"])["device_type"] for name, path in split_paths.items()}
-    settings = SamplingSettings.from_config(balance_section, rejection)
-    LOGGER.info("read %s (%d epochs), %s and %s; sampling settings %s", model_path, model.metadata.get("epochs", 0),
-                preprocessor_path, constraints_path, settings)
-
-    needed = deficits(labels, balance_section.get("target", "max"))
-    LOGGER.info("synthetic rows needed per split: %s", needed.groupby("split", sort=False)["synthetic"].sum().to_dict())
-    frame, rejection_table = synthesize(model, preprocessor, constraints, needed, settings, seed, GENERATOR_NAME)
-
-    Path(synthetic_path).parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(synthetic_path, index=False)
-    rejection_table.to_csv(rejection_path, index=False)
-    total = rejection_table[["generated", "rejected"]].sum()
-    LOGGER.info("wrote %s: %d rows; %s: overall rejection rate %.4f; took %.1f s", synthetic_path, len(frame),
-                rejection_path, total["rejected"] / max(total["generated"], 1), time.perf_counter() - started)
-    return rejection_table
+    return run_sampling_stage(model_path, split_paths, preprocessor_path, constraints_path, synthetic_path,
+                              rejection_path, balance_section, rejection, GENERATOR_NAME, seed, load_model=load_ctgan)
 

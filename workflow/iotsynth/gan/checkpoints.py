@@ -89,15 +89,24 @@ def save_checkpoint(folder: str | Path, epoch: int, state: Mapping[str, Any], ke
         Checkpoints kept, this one included.
     """
     path = checkpoint_path(folder, epoch)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    document = {"format": CHECKPOINT_FORMAT, "epoch": epoch, **_to_cpu(dict(state))}
-    temporary = path.with_name(path.name + ".partial")
-    torch.save(document, temporary)
-    temporary.replace(path)
+    save_atomically({"format": CHECKPOINT_FORMAT, "epoch": epoch, **_to_cpu(dict(state))}, path)
 
     for _, old in list_checkpoints(folder)[:-keep]:
         old.unlink()
     return path
+
+
+def save_atomically(document: Mapping[str, Any], path: str | Path) -> None:
+    """Write ``document`` with ``torch.save``, creating parent folders.
+
+    The file is written as ``<name>.partial`` and renamed over ``path``, so
+    a killed process never leaves a truncated ``path`` behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".partial")
+    torch.save(document, temporary)
+    temporary.replace(path)
 
 
 def load_latest(folder: str | Path, expected_fingerprint: str, max_epoch: int) -> dict[str, Any] | None:

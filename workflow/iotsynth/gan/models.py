@@ -19,12 +19,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from iotsynth.gan.checkpoints import save_atomically
 from iotsynth.gan.layers import FeatureGraphLayer
 from iotsynth.gan.settings import WGANSettings
 
@@ -238,9 +239,43 @@ def initialize_linear_layers(module: nn.Module, rng: torch.Generator) -> None:
                 nn.init.uniform_(layer.bias, -bound, bound, generator=rng)
 
 
+def read_model_file(path: str | Path, model_format: str, format_version: int, kind: str, rule: str) -> dict:
+    """Read a ``model.pt`` document onto the CPU and check its format and format version.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+    model_format, format_version : str, int
+        The ``format`` and ``format_version`` the file must have.
+    kind, rule : str
+        The model kind (``WGAN`` or ``CTGAN``) and the rule that writes it,
+        for the messages.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file is missing.
+    ValueError
+        If the file has another format or format version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{kind} model {path} not found; run the {rule} rule")
+    document = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(document, dict) or document.get("format") != model_format:
+        raise ValueError(f"{path} is not an iotsynth {kind} model file; retrain with the {rule} rule")
+    if document.get("format_version") != format_version:
+        raise ValueError(f"{path} has model format version {document.get('format_version')}; this code reads "
+                         f"version {format_version}. Retrain with the {rule} rule")
+    return document
+
+
 @dataclass
 class TrainedGenerator:
     """A generator read from ``model.pt``, ready to sample.
+
+    :class:`iotsynth.ctgan_guided.model.TrainedCTGAN` extends it for the
+    CTGAN baseline.
 
     Attributes
     ----------
@@ -261,15 +296,17 @@ class TrainedGenerator:
     layout: list[dict]
     metadata: dict[str, Any]
 
+    # The model kind and the rule that trains it, for messages.
+    MODEL_KIND: ClassVar[str] = "WGAN"
+    TRAINING_RULE: ClassVar[str] = "train_generator"
+
     def check_layout(self, layout: Sequence[Mapping], source: str = "the preprocessor") -> None:
-        """Raise ValueError if ``layout`` differs from the training layout."""
+        """Raise ValueError if ``layout`` differs from the training layout in a ``LAYOUT_KEYS`` value."""
         trained = [tuple(entry[key] for key in LAYOUT_KEYS) for entry in self.layout]
         current = [tuple(entry[key] for key in LAYOUT_KEYS) for entry in layout]
         if trained != current:
-            raise ValueError(
-                f"{source} has another feature layout than the generator was trained on; "
-                "retrain the generator (rule train_generator) after refitting the preprocessor"
-            )
+            raise ValueError(f"{source} has another feature layout than the {self.MODEL_KIND} generator was "
+                             f"trained on; retrain it (rule {self.TRAINING_RULE}) after refitting the preprocessor")
 
 
 def save_generator(path: str | Path, generator: Generator, settings: WGANSettings, class_names: Sequence[str],
@@ -299,11 +336,7 @@ def save_generator(path: str | Path, generator: Generator, settings: WGANSetting
         "metadata": dict(metadata),
         "generator": state,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".partial")
-    torch.save(document, temporary)
-    temporary.replace(path)
+    save_atomically(document, path)
 
 
 def load_generator(path: str | Path) -> TrainedGenerator:
@@ -316,18 +349,8 @@ def load_generator(path: str | Path) -> TrainedGenerator:
     ValueError
         If the file is not an iotsynth WGAN model of this format version.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"generator model {path} not found; run the train_generator rule")
-    document = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{path} is not an iotsynth WGAN model file; retrain with the train_generator rule")
-    if document.get("format_version") != MODEL_FORMAT_VERSION:
-        raise ValueError(
-            f"{path} has model format version {document.get('format_version')}; this code reads "
-            f"version {MODEL_FORMAT_VERSION}. Retrain with the train_generator rule"
-        )
-
+    document = read_model_file(path, MODEL_FORMAT, MODEL_FORMAT_VERSION, TrainedGenerator.MODEL_KIND,
+                               TrainedGenerator.TRAINING_RULE)
     settings = WGANSettings.from_dict(document["settings"])
     layout = document["layout"]
     n_features = document["n_features"]

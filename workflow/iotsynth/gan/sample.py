@@ -24,8 +24,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -236,7 +237,8 @@ def synthesize(model: TrainedGenerator, preprocessor, constraints, needed: pd.Da
 
 def run_synthesis_stage(model_path: str | Path, split_paths: Mapping[str, str | Path], preprocessor_path: str | Path,
                         constraints_path: str | Path, synthetic_path: str | Path, rejection_path: str | Path,
-                        balance_section: Mapping, rejection: bool, generator_name: str, seed: int) -> pd.DataFrame:
+                        balance_section: Mapping, rejection: bool, generator_name: str, seed: int,
+                        load_model: Callable[[str | Path], Any] = load_generator) -> pd.DataFrame:
     """Run the ``synthesize`` rule: top up every split's device types to the target.
 
     Parameters
@@ -257,6 +259,9 @@ def run_synthesis_stage(model_path: str | Path, split_paths: Mapping[str, str | 
         The variant's ``rejection`` switch.
     generator_name : str
     seed : int
+    load_model : callable, default load_generator
+        Reads ``model_path``; :func:`iotsynth.ctgan_guided.model.load_ctgan`
+        for the CTGAN baseline.
 
     Returns
     -------
@@ -268,12 +273,12 @@ def run_synthesis_stage(model_path: str | Path, split_paths: Mapping[str, str | 
     from iotsynth.preprocess import Preprocessor
 
     started = time.perf_counter()
-    model = load_generator(model_path)
+    model = load_model(model_path)
     preprocessor = Preprocessor.load(preprocessor_path)
     constraints = ConstraintSet.load(constraints_path)
     labels = {name: pd.read_parquet(path, columns=["device_type"])["device_type"] for name, path in split_paths.items()}
     settings = SamplingSettings.from_config(balance_section, rejection)
-    LOGGER.info("read %s (%s, %d epochs), %s and %s; sampling settings %s", model_path, model.settings.variant,
+    LOGGER.info("read %s (%s, %d epochs), %s and %s; sampling settings %s", model_path, generator_name,
                 model.metadata.get("epochs", 0), preprocessor_path, constraints_path, settings)
 
     needed = deficits(labels, balance_section.get("target", "max"))

@@ -3,6 +3,10 @@
 :class:`WGANSettings` contains every training hyperparameter of one generator
 variant (config section ``wgan`` plus one entry of ``wgan.variants``), and
 :func:`hyperparameter_table` writes them as the hyperparameter table.
+:class:`TrainingSettings` checks and converts the training budget that the
+WGAN shares with the CTGAN baseline
+(:class:`iotsynth.ctgan_guided.settings.CTGANSettings`), and
+:func:`budget_from_config` reads that budget from the ``wgan`` section.
 :class:`SamplingSettings` contains the synthesis and rejection settings (config
 section ``balance``).
 """
@@ -53,9 +57,91 @@ DESCRIPTIONS = {
     "device": "torch device: auto (CUDA when available), cpu or cuda",
 }
 
+# Integer fields of the shared training budget that must be at least 1.
+BUDGET_COUNTS = ("epochs", "batch_size", "critic_steps", "noise_dim", "checkpoint_every", "keep_checkpoints")
+# Weights of the shared training budget that must be 0 or more.
+BUDGET_WEIGHTS = ("gradient_penalty", "penalty_range", "penalty_correlation", "penalty_protocol")
+
+
+class TrainingSettings:
+    """Checks and conversions shared by the settings dataclasses of both generators.
+
+    A subclass is a frozen dataclass with the budget fields that the
+    ``wgan`` section sets for both generators: ``epochs``, ``batch_size``,
+    ``critic_steps``, ``noise_dim``, ``generator_layers``,
+    ``critic_layers``, both learning rates, ``betas``,
+    ``gradient_penalty``, the three ``penalty_*`` weights,
+    ``checkpoint_every``, ``keep_checkpoints`` and ``device``. This class
+    has no fields, so each subclass keeps its own field order, which is the
+    row order of its hyperparameter table.
+    """
+
+    def _check_budget(self) -> None:
+        """Raise ValueError naming the ``wgan`` key of the first invalid budget field."""
+        for name in BUDGET_COUNTS:
+            check_positive_int(f"wgan.{name}", getattr(self, name))
+        for name in ("generator_layers", "critic_layers"):
+            widths = getattr(self, name)
+            if len(widths) == 0:
+                raise ValueError(f"wgan.{name} needs at least one hidden layer width, got {list(widths)}")
+            for width in widths:
+                check_positive_int(f"wgan.{name}", width)
+        for name in ("generator_learning_rate", "critic_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"wgan.{name} must be above 0, got {getattr(self, name)!r}")
+        if len(self.betas) != 2 or not all(0.0 <= beta < 1.0 for beta in self.betas):
+            raise ValueError(f"wgan.betas must be two numbers in [0, 1), got {list(self.betas)!r}")
+        for name in BUDGET_WEIGHTS:
+            if getattr(self, name) < 0:
+                raise ValueError(f"wgan setting {name} must be 0 or more, got {getattr(self, name)!r}")
+        _check_choice("wgan.device", self.device, DEVICES)
+
+    @property
+    def penalty_weights(self) -> dict[str, float]:
+        """Weight of each constraint penalty section in the generator objective."""
+        return {section: getattr(self, f"penalty_{section}") for section in PENALTY_SECTIONS}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the settings as JSON-friendly values (tuples become lists)."""
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]):
+        """Rebuild settings written by :meth:`to_dict` (e.g. from a saved model)."""
+        return cls(**{key: _tuple(value) if isinstance(value, list) else value for key, value in values.items()})
+
+
+def budget_from_config(section: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the shared training budget of the ``wgan`` section as settings fields.
+
+    Keys missing from the section map to None, so the caller can drop them
+    and keep the dataclass defaults.
+    """
+    learning_rate = section.get("learning_rate", {}) or {}
+    penalties = section.get("penalties", {}) or {}
+    return {
+        "epochs": section.get("epochs"),
+        "batch_size": section.get("batch_size"),
+        "critic_steps": section.get("critic_steps"),
+        "noise_dim": section.get("noise_dim"),
+        "generator_layers": _tuple(section.get("generator_layers")),
+        "critic_layers": _tuple(section.get("critic_layers")),
+        "generator_learning_rate": learning_rate.get("generator"),
+        "critic_learning_rate": learning_rate.get("critic"),
+        "betas": _tuple(section.get("betas")),
+        "gradient_penalty": section.get("gradient_penalty"),
+        "penalty_range": penalties.get("range"),
+        "penalty_correlation": penalties.get("correlation"),
+        "penalty_protocol": penalties.get("protocol"),
+        "checkpoint_every": section.get("checkpoint_every"),
+        "keep_checkpoints": section.get("keep_checkpoints"),
+        "device": section.get("device"),
+    }
+
 
 @dataclass(frozen=True)
-class WGANSettings:
+class WGANSettings(TrainingSettings):
     """Hyperparameters of one conditional WGAN-GP variant.
 
     The defaults follow Algorithm 1 of Gulrajani et al., "Improved Training
@@ -97,35 +183,17 @@ class WGANSettings:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "critic_steps", "noise_dim", "graph_steps",
-                     "checkpoint_every", "keep_checkpoints"):
-            _check_positive_int(f"wgan.{name}", getattr(self, name))
+        self._check_budget()
+        check_positive_int("wgan.graph_steps", self.graph_steps)
         if self.batch_size < 2:
             raise ValueError(f"wgan.batch_size must be at least 2 (batch statistics), got {self.batch_size}")
-        for name in ("generator_layers", "critic_layers"):
-            widths = getattr(self, name)
-            if len(widths) == 0:
-                raise ValueError(f"wgan.{name} needs at least one hidden layer width, got {list(widths)}")
-            for width in widths:
-                _check_positive_int(f"wgan.{name}", width)
-        for name in ("generator_learning_rate", "critic_learning_rate", "gumbel_temperature"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"wgan.{name} must be above 0, got {getattr(self, name)!r}")
-        if len(self.betas) != 2 or not all(0.0 <= beta < 1.0 for beta in self.betas):
-            raise ValueError(f"wgan.betas must be two numbers in [0, 1), got {list(self.betas)!r}")
-        for name in ("gradient_penalty", "graph_loss_weight", "penalty_range", "penalty_correlation",
-                     "penalty_protocol"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"wgan setting {name} must be 0 or more, got {getattr(self, name)!r}")
+        if not self.gumbel_temperature > 0:
+            raise ValueError(f"wgan.gumbel_temperature must be above 0, got {self.gumbel_temperature!r}")
+        if self.graph_loss_weight < 0:
+            raise ValueError(f"wgan.graph.loss_weight must be 0 or more, got {self.graph_loss_weight!r}")
         _check_choice("wgan.class_sampling", self.class_sampling, tuple(CLASS_SAMPLING))
         _check_choice("wgan.scaled_output", self.scaled_output, SCALED_OUTPUTS)
         _check_choice("wgan.categorical_output", self.categorical_output, CATEGORICAL_OUTPUTS)
-        _check_choice("wgan.device", self.device, DEVICES)
-
-    @property
-    def penalty_weights(self) -> dict[str, float]:
-        """Weight of each constraint penalty section in the generator objective."""
-        return {section: getattr(self, f"penalty_{section}") for section in PENALTY_SECTIONS}
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any], variant: str) -> WGANSettings:
@@ -147,47 +215,21 @@ class WGANSettings:
         if variant not in variants:
             raise KeyError(f"generator {variant!r} is not in wgan.variants; known are {sorted(variants)}")
         switches = variants[variant]
-        learning_rate = section.get("learning_rate", {})
-        graph = section.get("graph", {})
-        penalties = section.get("penalties", {})
+        graph = section.get("graph", {}) or {}
         flat = {
-            "epochs": section.get("epochs"),
-            "batch_size": section.get("batch_size"),
-            "critic_steps": section.get("critic_steps"),
-            "noise_dim": section.get("noise_dim"),
-            "generator_layers": _tuple(section.get("generator_layers")),
-            "critic_layers": _tuple(section.get("critic_layers")),
-            "generator_learning_rate": learning_rate.get("generator"),
-            "critic_learning_rate": learning_rate.get("critic"),
-            "betas": _tuple(section.get("betas")),
-            "gradient_penalty": section.get("gradient_penalty"),
+            **budget_from_config(section),
             "class_sampling": section.get("class_sampling"),
             "scaled_output": section.get("scaled_output"),
             "categorical_output": section.get("categorical_output"),
             "gumbel_temperature": section.get("gumbel_temperature"),
             "graph_steps": graph.get("steps"),
             "graph_loss_weight": graph.get("loss_weight"),
-            "penalty_range": penalties.get("range"),
-            "penalty_correlation": penalties.get("correlation"),
-            "penalty_protocol": penalties.get("protocol"),
-            "checkpoint_every": section.get("checkpoint_every"),
-            "keep_checkpoints": section.get("keep_checkpoints"),
-            "device": section.get("device"),
             "graph_layer": switches.get("graph_layer"),
             "graph_loss": switches.get("graph_loss"),
             "penalties": switches.get("penalties"),
         }
         values = {key: value for key, value in flat.items() if value is not None}
         return cls(variant=variant, **values)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the settings as JSON-friendly values (tuples become lists)."""
-        return {key: list(value) if isinstance(value, tuple) else value for key, value in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> WGANSettings:
-        """Rebuild settings written by :meth:`to_dict` (e.g. from a saved model)."""
-        return cls(**{key: _tuple(value) if isinstance(value, list) else value for key, value in values.items()})
 
 
 @dataclass(frozen=True)
@@ -220,8 +262,8 @@ class SamplingSettings:
     def __post_init__(self) -> None:
         if not 0.0 <= self.tolerance <= 1.0:
             raise ValueError(f"balance.rejection.tolerance must be in [0, 1], got {self.tolerance!r}")
-        _check_positive_int("balance.rejection.max_rounds", self.max_rounds)
-        _check_positive_int("balance.chunk_rows", self.chunk_rows)
+        check_positive_int("balance.rejection.max_rounds", self.max_rounds)
+        check_positive_int("balance.chunk_rows", self.chunk_rows)
         if not self.oversample >= 1.0:
             raise ValueError(f"balance.rejection.oversample must be at least 1, got {self.oversample!r}")
 
@@ -256,12 +298,27 @@ def hyperparameter_table(settings: WGANSettings, facts: Mapping[str, Any] | None
     pandas.DataFrame
         Columns ``parameter``, ``value`` and ``description``.
     """
+    return parameter_table(parameter_rows(settings.to_dict(), DESCRIPTIONS), facts)
+
+
+def parameter_rows(values: Mapping[str, Any], descriptions: Mapping[str, str], prefix: str = "") -> list[dict]:
+    """Return one hyperparameter table row per setting, in the order of ``values``.
+
+    A list value is written as its items separated by spaces. ``prefix`` is
+    put before each name in the ``parameter`` column, but the description
+    is looked up without it.
+    """
     rows = []
-    for name, value in settings.to_dict().items():
+    for name, value in values.items():
         text = " ".join(str(item) for item in value) if isinstance(value, list) else value
-        rows.append({"parameter": name, "value": text, "description": DESCRIPTIONS[name]})
-    for name, (value, description) in (facts or {}).items():
-        rows.append({"parameter": name, "value": value, "description": description})
+        rows.append({"parameter": f"{prefix}{name}", "value": text, "description": descriptions[name]})
+    return rows
+
+
+def parameter_table(rows: list[dict], facts: Mapping[str, tuple[Any, str]] | None = None) -> pd.DataFrame:
+    """Return the hyperparameter table of ``rows`` with the ``(value, description)`` facts appended."""
+    rows = rows + [{"parameter": name, "value": value, "description": description}
+                   for name, (value, description) in (facts or {}).items()]
     return pd.DataFrame(rows, columns=["parameter", "value", "description"])
 
 
@@ -269,7 +326,8 @@ def _tuple(value):
     return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
-def _check_positive_int(name: str, value: Any) -> None:
+def check_positive_int(name: str, value: Any) -> None:
+    """Raise ValueError naming the config key ``name`` unless ``value`` is an int (not a bool) of at least 1."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be an integer of at least 1, got {value!r}")
 

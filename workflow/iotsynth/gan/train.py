@@ -1,6 +1,8 @@
-"""Training loop of the graph-conditioned, constraint-guided conditional WGAN-GP.
+"""Training of the graph-conditioned, constraint-guided conditional WGAN-GP.
 
-One epoch is ``ceil(rows / batch_size)`` generator updates, each preceded by
+The epoch loop, checkpoints and loss record are those of
+:class:`iotsynth.gan.trainer_base.GANTrainer`. One epoch is
+``ceil(rows / batch_size)`` generator updates, each preceded by
 ``critic_steps`` critic updates. Every update draws a fresh batch: first the
 device types, with class weights ``n_k ** exponent`` (``class_sampling``),
 then rows of those types uniformly.
@@ -22,7 +24,8 @@ Generator objective
 
 A variant that trains without the graph loss or the penalties still logs
 them, measured without gradients on every ``MONITOR_EVERY``-th generator
-update, so ``losses.csv`` compares variants column by column.
+update (:mod:`iotsynth.gan.trainer_base`), so ``losses.csv`` compares
+variants column by column.
 
 Randomness: one seed gives one stream for the weight initialisation and one
 ``torch.Generator`` on the training device for batches, noise, Gumbel noise
@@ -37,50 +40,21 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
-from iotsynth.gan import checkpoints
 from iotsynth.gan.layers import GraphCorrelationLoss, column_pair_weights, normalized_adjacency
 from iotsynth.gan.models import Critic, Generator, save_generator
-from iotsynth.gan.settings import CLASS_SAMPLING, PENALTY_SECTIONS, WGANSettings
+from iotsynth.gan.settings import CLASS_SAMPLING, WGANSettings
+from iotsynth.gan.trainer_base import GANTrainer, class_indices, write_training_outputs
+
+# Callers and tests import these names from this module, so it re-exports them.
+from iotsynth.gan.trainer_base import LOSS_COLUMNS, MONITOR_EVERY, resolve_device  # noqa: F401
 
 LOGGER = logging.getLogger(__name__)
-
-LOSS_COLUMNS = (
-    "epoch",
-    "critic_loss",
-    "generator_loss",
-    "generator_objective",
-    "wasserstein",
-    "gradient_penalty",
-    "graph_loss",
-    "penalty_range",
-    "penalty_correlation",
-    "penalty_protocol",
-    "seconds",
-)
-# Generator updates between measurements of a loss term the variant does
-# not train with (measured for comparison only).
-MONITOR_EVERY = 10
-
-
-def resolve_device(requested: str) -> torch.device:
-    """Return the torch device for ``auto``, ``cpu`` or ``cuda``.
-
-    Raises
-    ------
-    RuntimeError
-        If ``cuda`` is requested and no CUDA device is available.
-    """
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("wgan.device is cuda but torch sees no CUDA device; set it to auto or cpu")
-    return torch.device(requested)
 
 
 class ClassBalancedSampler:
@@ -143,138 +117,50 @@ def critic_loss(critic: Critic, real: torch.Tensor, fake: torch.Tensor, conditio
     return -wasserstein + weight * penalty, wasserstein.detach(), penalty.detach()
 
 
-class _LogStream:
-    """File-like object that sends each tqdm refresh to the log as one line."""
-
-    def write(self, text: str) -> None:
-        text = text.strip("\r\n ")
-        if text:
-            LOGGER.info(text)
-
-    def flush(self) -> None:
-        pass
-
-
-class WGANTrainer:
+class WGANTrainer(GANTrainer):
     """Fit the conditional WGAN-GP of one variant.
+
+    The parameters and attributes not listed here are those of
+    :class:`~iotsynth.gan.trainer_base.GANTrainer`.
 
     Parameters
     ----------
     settings : WGANSettings
     preprocessor : iotsynth.preprocess.Preprocessor
         Fitted; its layout shapes the networks and the penalties.
-    class_names : sequence of str
-        Device type of each class index (``ConstraintSet.device_types``).
     adjacency : numpy.ndarray of shape (n_features, n_features), optional
         Feature graph weights in layout order; required by ``graph_layer``
         and ``graph_loss``.
-    constraints : iotsynth.constraints.ConstraintSet, optional
-        Required by ``penalties``; without it the penalty columns stay NaN.
-    seed : int
-    checkpoint_dir : str or pathlib.Path, optional
-        Where checkpoints go; without it training neither saves nor resumes.
-    progress : bool, default True
-        Show a tqdm bar in the log.
 
     Attributes
     ----------
     generator_, critic_ : Generator, Critic
-        Trained networks (on ``device_``).
-    losses_ : pandas.DataFrame
-        One row per epoch with ``LOSS_COLUMNS``.
-    fingerprint_ : str
-        Hash of inputs and settings that ties checkpoints to this run.
-    device_ : torch.device
-    resumed_from_ : int
-        Epochs read from a checkpoint (0 for a fresh run).
+        Trained networks (on ``device_``); the generator is in evaluation mode.
     """
 
     def __init__(self, settings: WGANSettings, preprocessor, class_names: Sequence[str],
                  adjacency: np.ndarray | None = None, constraints=None, seed: int = 0,
                  checkpoint_dir: str | Path | None = None, progress: bool = True):
-        self.settings = settings
-        self.preprocessor = preprocessor
-        self.class_names = list(class_names)
+        super().__init__(settings, preprocessor, class_names, constraints, seed, checkpoint_dir, progress)
         self.adjacency = adjacency
-        self.constraints = constraints
-        self.seed = seed
-        self.checkpoint_dir = checkpoint_dir
-        self.progress = progress
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> WGANTrainer:
-        """Train on rows ``x`` of shape (n_rows, n_columns) with class indices ``y``.
+    @property
+    def generator_name(self) -> str:
+        """The variant's name."""
+        return self.settings.variant
 
-        Resumes from the newest matching checkpoint in ``checkpoint_dir``.
+    def _row_width(self) -> tuple[int, str]:
+        return self.preprocessor.n_columns_, "the preprocessor"
 
-        Returns
-        -------
-        WGANTrainer
-            This object, with the attributes listed in the class docstring.
-        """
-        self._check_inputs(x, y)
-        self.device_ = resolve_device(self.settings.device)
-        self.fingerprint_ = self._fingerprint(x, y)
-        self._build(x, y)
-        start_epoch = self._resume()
-        steps = math.ceil(len(x) / self.settings.batch_size)
-        LOGGER.info(
-            "training %s on %s: %d rows, %d columns, %d device types, %d generator updates per epoch, "
-            "epochs %d to %d", self.settings.variant, self.device_, len(x), x.shape[1], len(self.class_names),
-            steps, start_epoch + 1, self.settings.epochs,
-        )
-
-        bar = tqdm(range(start_epoch, self.settings.epochs), total=self.settings.epochs, initial=start_epoch,
-                   disable=not self.progress, file=_LogStream(), ascii=True, ncols=110, mininterval=0,
-                   desc=self.settings.variant)
-        for epoch in bar:
-            row = self._run_epoch(epoch + 1, steps)
-            self.losses_rows.append(row)
-            bar.set_postfix(critic=f"{row['critic_loss']:.3f}", generator=f"{row['generator_loss']:.3f}",
-                            w=f"{row['wasserstein']:.3f}", refresh=False)
-            if self.checkpoint_dir is not None and (
-                (epoch + 1) % self.settings.checkpoint_every == 0 or epoch + 1 == self.settings.epochs
-            ):
-                self._checkpoint(epoch + 1)
-        bar.close()
-
-        self.losses_ = pd.DataFrame(self.losses_rows, columns=list(LOSS_COLUMNS))
-        self.generator_.eval()
-        return self
-
-    def save(self, path: str | Path) -> None:
-        """Write the trained generator as ``model.pt`` (see :func:`iotsynth.gan.models.save_generator`)."""
-        metadata = {
-            "epochs": int(len(self.losses_)),
-            "seed": int(self.seed),
-            "fingerprint": self.fingerprint_,
-            "trained_on": str(self.device_),
-            "torch_version": str(torch.__version__),
-        }
-        save_generator(path, self.generator_, self.settings, self.class_names, self.preprocessor.layout_, metadata)
-
-    def _check_inputs(self, x: np.ndarray, y: np.ndarray) -> None:
-        n_columns = self.preprocessor.n_columns_
-        if x.ndim != 2 or x.shape[1] != n_columns:
-            raise ValueError(f"training rows have shape {x.shape}; expected (n_rows, {n_columns}) from the preprocessor")
-        if y.shape != (len(x),):
-            raise ValueError(f"class indices have shape {y.shape}; expected ({len(x)},)")
-        if len(y) and (y.min() < 0 or y.max() >= len(self.class_names)):
-            raise ValueError(f"class indices must lie in [0, {len(self.class_names)}), got {y.min()} to {y.max()}")
-        if len(x) < self.settings.batch_size:
-            raise ValueError(f"{len(x)} training rows are fewer than wgan.batch_size {self.settings.batch_size}")
+    def _check_components(self) -> None:
         if (self.settings.graph_layer or self.settings.graph_loss) and self.adjacency is None:
             raise ValueError(f"variant {self.settings.variant} uses the feature graph; pass its adjacency")
         if self.settings.penalties and self.constraints is None:
             raise ValueError(f"variant {self.settings.variant} trains with constraint penalties; pass the constraint set")
 
-    def _fingerprint(self, x: np.ndarray, y: np.ndarray) -> str:
-        arrays = {"x": x, "y": y}
-        if self.adjacency is not None:
-            arrays["adjacency"] = self.adjacency
-        documents = {"layout": self.preprocessor.layout_, "class_names": self.class_names}
-        if self.constraints is not None:
-            documents["constraints"] = self.constraints.document
-        return checkpoints.fingerprint(self.settings.to_dict(), self.seed, arrays, documents)
+    def _fingerprint_parts(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays = {} if self.adjacency is None else {"adjacency": self.adjacency}
+        return arrays, {}
 
     def _build(self, x: np.ndarray, y: np.ndarray) -> None:
         """Create networks, optimisers, random streams and device tensors."""
@@ -303,39 +189,23 @@ class WGANTrainer:
         self.graph_loss = None
         if self.adjacency is not None:
             self.graph_loss = GraphCorrelationLoss(column_pair_weights(self.adjacency, layout)).to(self.device_)
-        self.losses_rows = []
-        self.resumed_from_ = 0
 
-    def _resume(self) -> int:
-        """Load the newest matching checkpoint; return the epochs it had completed."""
-        if self.checkpoint_dir is None:
-            return 0
-        state = checkpoints.load_latest(self.checkpoint_dir, self.fingerprint_, self.settings.epochs)
-        if state is None:
-            LOGGER.info("no checkpoint to resume in %s; training from epoch 1", self.checkpoint_dir)
-            return 0
-        self.generator_.load_state_dict(state["generator"])
-        self.critic_.load_state_dict(state["critic"])
-        self.generator_optimizer.load_state_dict(state["generator_optimizer"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])
-        self.rng.set_state(state["rng_state"])
-        self.losses_rows = [dict(row) for row in state["losses"]]
-        self.resumed_from_ = int(state["epoch"])
-        LOGGER.info("resumed from the checkpoint after epoch %d in %s", self.resumed_from_, self.checkpoint_dir)
-        return self.resumed_from_
+    def _critic_network(self) -> Critic:
+        return self.critic_
 
-    def _checkpoint(self, epoch: int) -> None:
-        state = {
-            "fingerprint": self.fingerprint_,
-            "generator": self.generator_.state_dict(),
-            "critic": self.critic_.state_dict(),
-            "generator_optimizer": self.generator_optimizer.state_dict(),
-            "critic_optimizer": self.critic_optimizer.state_dict(),
-            "rng_state": self.rng.get_state(),
-            "losses": self.losses_rows,
-        }
-        path = checkpoints.save_checkpoint(self.checkpoint_dir, epoch, state, self.settings.keep_checkpoints)
-        LOGGER.info("wrote checkpoint %s", path)
+    def _checkpoint_parts(self) -> dict[str, Any]:
+        return {"generator": self.generator_, "critic": self.critic_, "generator_optimizer": self.generator_optimizer,
+                "critic_optimizer": self.critic_optimizer}
+
+    def _random_state(self) -> torch.Tensor:
+        return self.rng.get_state()
+
+    def _set_random_state(self, state: torch.Tensor) -> None:
+        self.rng.set_state(state)
+
+    def _write_model(self, path: str | Path, metadata: Mapping[str, Any]) -> None:
+        """Write ``model.pt`` (see :func:`iotsynth.gan.models.save_generator`)."""
+        save_generator(path, self.generator_, self.settings, self.class_names, self.preprocessor.layout_, metadata)
 
     def _noise(self, size: int) -> torch.Tensor:
         return torch.randn((size, self.settings.noise_dim), generator=self.rng, device=self.device_)
@@ -365,12 +235,10 @@ class WGANTrainer:
             record["gradient_penalty"].append(penalty)
         return record
 
-    def _generator_step(self, monitor: bool) -> dict[str, torch.Tensor]:
+    def _generator_objective(self, monitor: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         settings, size = self.settings, self.settings.batch_size
         rows, classes = self.sampler.draw(size)
         fake = self.generator_(self._noise(size), self.conditions[classes], self.rng)
-        # The critic's weights stay fixed here, so its gradients are not computed.
-        self.critic_.requires_grad_(False)
         adversarial = -self.critic_(fake, self.conditions[classes]).mean()
         objective = adversarial
         record = {"generator_loss": adversarial.detach()}
@@ -382,36 +250,7 @@ class WGANTrainer:
             if settings.graph_loss:
                 objective = objective + settings.graph_loss_weight * term
 
-        if self.constraints is not None and (settings.penalties or monitor):
-            with torch.set_grad_enabled(settings.penalties):
-                terms = self.constraints.torch_penalties(fake, classes, self.preprocessor)
-            for section in PENALTY_SECTIONS:
-                record[f"penalty_{section}"] = terms[section].detach()
-                if settings.penalties:
-                    objective = objective + settings.penalty_weights[section] * terms[section]
-
-        self.generator_optimizer.zero_grad(set_to_none=True)
-        objective.backward()
-        self.generator_optimizer.step()
-        self.critic_.requires_grad_(True)
-        record["generator_objective"] = objective.detach()
-        return record
-
-    def _run_epoch(self, epoch: int, steps: int) -> dict[str, float]:
-        """Run one epoch and return its row of ``losses.csv`` (means over the epoch's updates)."""
-        started = time.perf_counter()
-        totals: dict[str, list[torch.Tensor]] = {}
-        for step in range(steps):
-            for name, values in self._critic_updates().items():
-                totals.setdefault(name, []).extend(values)
-            for name, value in self._generator_step(monitor=step % MONITOR_EVERY == 0).items():
-                totals.setdefault(name, []).append(value)
-
-        row = {name: math.nan for name in LOSS_COLUMNS}
-        row.update({name: float(torch.stack(values).mean()) for name, values in totals.items()})
-        row["epoch"] = epoch
-        row["seconds"] = time.perf_counter() - started
-        return row
+        return self._add_penalties(objective, record, fake, classes, monitor), record
 
 
 def training_arrays(frame: pd.DataFrame, preprocessor, class_names: Sequence[str],
@@ -421,16 +260,10 @@ def training_arrays(frame: pd.DataFrame, preprocessor, class_names: Sequence[str
     Raises
     ------
     ValueError
-        If a device type of ``frame`` is not in ``class_names``.
+        If ``frame`` has no ``device_type`` column or a device type that is
+        not in ``class_names``.
     """
-    if "device_type" not in frame.columns:
-        raise ValueError(f"{source} has no device_type column")
-    labels = frame["device_type"].astype(str)
-    unknown = sorted(set(labels) - set(class_names))
-    if unknown:
-        raise ValueError(f"{source} has device types without constraints: {unknown[:10]}; rebuild the constraints "
-                         "from the same training split")
-    codes = labels.map({name: index for index, name in enumerate(class_names)}).to_numpy(dtype=np.int64)
+    codes = class_indices(frame, class_names, source)
     return preprocessor.transform(frame), codes
 
 
@@ -465,7 +298,6 @@ def run_training_stage(train_path: str | Path, preprocessor_path: str | Path, ad
     from iotsynth.gan.layers import align_adjacency
     from iotsynth.gan.settings import hyperparameter_table
     from iotsynth.graph import load_adjacency
-    from iotsynth.plots_synthetic import plot_losses
     from iotsynth.preprocess import Preprocessor
 
     started = time.perf_counter()
@@ -483,8 +315,6 @@ def run_training_stage(train_path: str | Path, preprocessor_path: str | Path, ad
 
     trainer = WGANTrainer(settings, preprocessor, constraints.device_types, adjacency, constraints, seed,
                           checkpoint_dir).fit(x, y)
-    trainer.save(model_path)
-    trainer.losses_.to_csv(losses_path, index=False)
     facts = {
         "training_rows": (len(x), "rows of the training split"),
         "columns": (x.shape[1], "columns of a row in the preprocessor's space"),
@@ -493,9 +323,6 @@ def run_training_stage(train_path: str | Path, preprocessor_path: str | Path, ad
         "graph_edges": (int((np.triu(adjacency, 1) > 0).sum()), "edges of the feature graph"),
         "seed": (seed, "seed of weights, batches and noise"),
     }
-    hyperparameter_table(settings, facts).to_csv(hyperparameters_path, index=False)
-    plot_losses(trainer.losses_, figure_path, generator_name)
-    LOGGER.info("wrote %s, %s, %s and %s; %d epochs (%d resumed) in %.1f s", model_path, losses_path,
-                hyperparameters_path, figure_path, len(trainer.losses_), trainer.resumed_from_,
-                time.perf_counter() - started)
+    write_training_outputs(trainer, model_path, losses_path, hyperparameter_table(settings, facts),
+                           hyperparameters_path, figure_path, started)
     return trainer
