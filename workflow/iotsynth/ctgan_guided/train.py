@@ -67,7 +67,7 @@ from iotsynth.ctgan_guided.model import ConditionalGenerator, build_discriminato
 from iotsynth.ctgan_guided.settings import PENALTY_SECTIONS, CTGANSettings
 from iotsynth.gan import checkpoints
 from iotsynth.gan.models import initialize_linear_layers
-from iotsynth.gan.train import LOSS_COLUMNS, MONITOR_EVERY, resolve_device
+from iotsynth.gan.train import LOSS_COLUMNS, MONITOR_EVERY, check_finite_losses, resolve_device
 
 LOGGER = logging.getLogger(__name__)
 
@@ -147,6 +147,7 @@ class CTGANTrainer:
                         len(self.class_names), steps, start_epoch + 1, self.settings.epochs)
             for epoch in range(start_epoch + 1, self.settings.epochs + 1):
                 row = self._run_epoch(epoch, steps)
+                check_finite_losses(row, "ctgan", self.checkpoint_dir)
                 self.losses_rows.append(row)
                 _log_epoch(row, self.settings.epochs)
                 if self.checkpoint_dir is not None and (

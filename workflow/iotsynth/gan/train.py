@@ -66,6 +66,9 @@ LOSS_COLUMNS = (
 # Generator updates between measurements of a loss term the variant does
 # not train with (measured for comparison only).
 MONITOR_EVERY = 10
+# Loss columns that every epoch measures; a non-finite one means the
+# weights have diverged.
+CHECKED_LOSSES = ("critic_loss", "generator_loss", "wasserstein")
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -112,6 +115,31 @@ class ClassBalancedSampler:
         uniform = torch.rand(size, generator=self.rng, device=classes.device)
         offsets = (uniform * self.counts[classes]).to(torch.int64).clamp(max=self.counts[classes] - 1)
         return self.order[self.starts[classes] + offsets], classes
+
+
+def check_finite_losses(row: Mapping[str, float], model_name: str, checkpoint_dir: str | Path | None) -> None:
+    """Raise when an epoch's critic loss, generator loss or Wasserstein estimate is not finite.
+
+    Called before the epoch is checkpointed, so the checkpoints on disk stay
+    those of finite epochs and a rerun with other settings starts clean.
+
+    Raises
+    ------
+    FloatingPointError
+        Naming the model, the epoch, the loss and the newest checkpoint.
+    """
+    bad = [name for name in CHECKED_LOSSES if not math.isfinite(row[name])]
+    if not bad:
+        return
+    saved = checkpoints.list_checkpoints(checkpoint_dir) if checkpoint_dir is not None else []
+    where = (f"the newest checkpoint is epoch {saved[-1][0]} in {checkpoint_dir}" if saved
+             else "no checkpoint was written")
+    raise FloatingPointError(
+        f"training of {model_name} diverged in epoch {int(row['epoch'])}: "
+        + ", ".join(f"{name} is {row[name]}" for name in bad)
+        + f". Nothing of that epoch was saved ({where}). Lower the learning rates or the penalty weights "
+        "in the config and run again, or report the inputs and settings that lead to it."
+    )
 
 
 def critic_loss(critic: Critic, real: torch.Tensor, fake: torch.Tensor, condition: torch.Tensor,
@@ -228,6 +256,7 @@ class WGANTrainer:
                    desc=self.settings.variant)
         for epoch in bar:
             row = self._run_epoch(epoch + 1, steps)
+            check_finite_losses(row, self.settings.variant, self.checkpoint_dir)
             self.losses_rows.append(row)
             bar.set_postfix(critic=f"{row['critic_loss']:.3f}", generator=f"{row['generator_loss']:.3f}",
                             w=f"{row['wasserstein']:.3f}", refresh=False)
