@@ -1,9 +1,11 @@
-"""What both LLM stages send, pinned by SHA-256 digests of fixed inputs.
+"""What both LLM stages send and cache, pinned by SHA-256 digests of fixed inputs.
 
 The constraint and validation stages share their request, repair and cache
-code. These tests keep what reaches the Messages API stub on 127.0.0.1 (every
-request body, repair messages included) and the cache keys byte for byte the
-same when that shared code changes. No test reaches a real API.
+code (:mod:`iotsynth.llm`). These tests pin what reaches the Messages API
+stub on 127.0.0.1 (every request body, repair messages included), the cache
+keys and the cache files, so a change to that code cannot alter them
+unnoticed. They also check the address check and error hint both stages
+share. No test reaches a real API.
 
 NOTE: prompts round statistics to 6 significant digits, so a NumPy upgrade
 alone can change a digest. A failing assert shows the new digest; update
@@ -15,21 +17,22 @@ import json
 
 import pandas as pd
 import pytest
-from test_constraints_anthropic import clean_environment, stub  # noqa: F401 (pytest fixtures)
+from messages_stub import MODEL, clean_environment, message, stub, stub_settings, tool_use  # noqa: F401
 from test_constraints_data import FEATURES, make_dictionary, make_frame, make_ranges
 
 from iotsynth.constraints import offline
+from iotsynth.constraints.anthropic_backend import ConstraintBackendError
 from iotsynth.constraints.build import build_constraints
 from iotsynth.constraints.model import SECTIONS, ConstraintValidationError
 from iotsynth.constraints.prompt import build_prompt
-from iotsynth.constraints.settings import ConstraintSettings, LLMSettings
+from iotsynth.constraints.settings import ConstraintSettings
+from iotsynth.llm.settings import LLMSettings
 from iotsynth.preprocess import Preprocessor
 from iotsynth.validation.anthropic_backend import ValidationReplyError
 from iotsynth.validation.prompt import build_validation_prompt
 from iotsynth.validation.settings import ValidationSettings
 from iotsynth.validation.stage import validate_generator
 
-MODEL = "claude-test-model"
 SEED = 42
 
 EXPECTED = {
@@ -70,35 +73,19 @@ def aria_frame(n_rows: int = 60, seed: int = 11) -> pd.DataFrame:
     return frame[frame["device_type"] == "Aria"].reset_index(drop=True)
 
 
-def message(blocks: list[dict], stop_reason: str) -> tuple:
-    body = {
-        "id": "msg_01",
-        "type": "message",
-        "role": "assistant",
-        "model": MODEL,
-        "content": blocks,
-        "stop_reason": stop_reason,
-        "stop_sequence": None,
-        "usage": {"input_tokens": 100, "output_tokens": 20},
-    }
-    return (200, body, {}, 0)
-
-
 def repair_script(tool: str, invalid: dict) -> list[tuple]:
     """Return three replies: no tool call, two calls with an invalid input, then the invalid input again."""
-    call = {"type": "tool_use", "id": "toolu_01", "name": tool, "input": invalid}
-    return [
+    call = tool_use(tool, invalid)
+    replies = [
         message([{"type": "text", "text": "No tool call here."}], "end_turn"),
-        message([call, {**call, "id": "toolu_02"}], "tool_use"),
-        message([call], "tool_use"),
+        message([call, tool_use(tool, invalid, "toolu_02")]),
+        message([call]),
     ]
+    return [(200, reply, {}, 0) for reply in replies]
 
 
 def llm_settings(stub, tmp_path) -> LLMSettings:
-    return LLMSettings(
-        backend="anthropic", model=MODEL, max_tokens=1000, timeout=5.0, max_retries=0, max_repair_attempts=2,
-        tool_choice="forced", base_url=stub.url, cache_dir=str(tmp_path / "cache"),
-    )
+    return stub_settings(stub, tmp_path, max_tokens=1000, max_retries=0, max_repair_attempts=2)
 
 
 def cached_record(path) -> dict:
@@ -159,7 +146,8 @@ def test_validation_prompt_unchanged():
     assert prompt.cache_key(MODEL) == EXPECTED["validation_cache_key"]
 
 
-def test_validation_requests_unchanged(stub, tmp_path):
+def validate(stub, tmp_path, **changes) -> dict:
+    """Run the validation stage's anthropic backend on the fixed inputs against ``stub``."""
     inputs = validation_inputs()
     train, dictionary = inputs["train"], inputs["dictionary"]
     constraint_set = build_constraints(
@@ -168,18 +156,21 @@ def test_validation_requests_unchanged(stub, tmp_path):
     preprocessor = Preprocessor().fit(train, dictionary)
     synthetic = inputs["synthetic"].copy()
     synthetic.insert(0, "split", "train")
-    settings = ValidationSettings(sample_rows=20, prompt_rows=3, reference_rows=50, max_repair_attempts=2)
+    settings = ValidationSettings(sample_rows=20, prompt_rows=3, reference_rows=50, **changes)
+    return validate_generator(
+        synthetic, train, dictionary, constraint_set, preprocessor, settings, llm_settings(stub, tmp_path),
+        "wgan", SEED, 10, environ={"ANTHROPIC_API_KEY": "test-key"},
+    )
+
+
+def test_validation_requests_unchanged(stub, tmp_path):
     stub.script = repair_script("record_plausibility", {"score": 1.5, "doubted_features": [{"feature": "ghost", "reason": "odd"}]})
 
     with pytest.raises(ValidationReplyError, match="after 3 requests"):
-        validate_generator(
-            synthetic, train, dictionary, constraint_set, preprocessor, settings, llm_settings(stub, tmp_path),
-            "wgan", SEED, 10, environ={"ANTHROPIC_API_KEY": "test-key"},
-        )
+        validate(stub, tmp_path, max_repair_attempts=2)
 
     assert len(stub.requests) == 3
     assert digest([request["body"] for request in stub.requests]) == EXPECTED["validation_requests"]
-
 
 
 def test_constraint_cache_file_unchanged(stub, tmp_path):
@@ -188,8 +179,7 @@ def test_constraint_cache_file_unchanged(stub, tmp_path):
     kinds = dict(zip(dictionary["name"], dictionary["kind"]))
     derived = offline.derive_constraints(frame, kinds, make_ranges(frame), fixed_edges(), ConstraintSettings())
     sections = {key: derived["Aria"][key] for key in SECTIONS}
-    call = {"type": "tool_use", "id": "toolu_01", "name": "record_constraints", "input": sections}
-    stub.script = [message([call], "tool_use")]
+    stub.script = [(200, message([tool_use("record_constraints", sections)]), {}, 0)]
 
     constraint_set = build_constraints(
         frame, dictionary, fixed_edges(), llm_settings(stub, tmp_path), ConstraintSettings(), tmp_path / "audit",
@@ -206,22 +196,10 @@ def test_constraint_cache_file_unchanged(stub, tmp_path):
 
 
 def test_validation_cache_file_unchanged(stub, tmp_path):
-    inputs = validation_inputs()
-    train, dictionary = inputs["train"], inputs["dictionary"]
-    constraint_set = build_constraints(
-        train, dictionary, fixed_edges(), LLMSettings(backend="offline"), ConstraintSettings(), tmp_path / "audit"
-    )
-    preprocessor = Preprocessor().fit(train, dictionary)
-    synthetic = inputs["synthetic"].copy()
-    synthetic.insert(0, "split", "train")
-    settings = ValidationSettings(sample_rows=20, prompt_rows=3, reference_rows=50)
     reply = {"score": 0.5, "doubted_features": [{"feature": "pkt_size", "reason": "too wide"}]}
-    stub.script = [message([{"type": "tool_use", "id": "toolu_01", "name": "record_plausibility", "input": reply}], "tool_use")]
+    stub.script = [(200, message([tool_use("record_plausibility", reply)]), {}, 0)]
 
-    document = validate_generator(
-        synthetic, train, dictionary, constraint_set, preprocessor, settings, llm_settings(stub, tmp_path),
-        "wgan", SEED, 10, environ={"ANTHROPIC_API_KEY": "test-key"},
-    )
+    document = validate(stub, tmp_path)
 
     key = document["device_types"]["Aria"]["cache_key"]
     assert key == EXPECTED["validation_stage_cache_key"]
@@ -229,3 +207,32 @@ def test_validation_cache_file_unchanged(stub, tmp_path):
     assert list(record) == ["key", "device_type", "model", "created", "requests", "reply", "replies"]
     assert record["reply"] == reply
     assert record["requests"] == 1
+
+
+def test_constraint_prompt_rejects_address():
+    frame = aria_frame()
+
+    with pytest.raises(ValueError, match=r"the prompt for device type 'Aria 10\.0\.0\.1' contains address-shaped text"):
+        build_prompt("Aria 10.0.0.1", frame, make_dictionary(), fixed_edges(), make_ranges(frame), ConstraintSettings())
+
+
+def test_validation_prompt_rejects_address():
+    inputs = validation_inputs()
+    synthetic = inputs["synthetic"]
+
+    with pytest.raises(ValueError, match=r"validation request for device type 'Aria 10\.0\.0\.1' .*may carry statistics"):
+        build_validation_prompt("Aria 10.0.0.1", synthetic, inputs["real"], len(synthetic), inputs["dictionary"], 5, 3, 10)
+
+
+def test_forced_choice_hint_in_constraint_stage(stub, tmp_path):
+    frame = aria_frame()
+    error = {"type": "error", "error": {"type": "invalid_request_error", "message": "tool_choice type tool is not supported"}}
+    stub.script = [(400, error, {}, 0)]
+
+    with pytest.raises(ConstraintBackendError, match="HTTP 400.*llm.tool_choice is forced"):
+        build_constraints(
+            frame, make_dictionary(), fixed_edges(), llm_settings(stub, tmp_path), ConstraintSettings(),
+            tmp_path / "audit", environ={"ANTHROPIC_API_KEY": "test-key"},
+        )
+
+    assert len(stub.requests) == 1
