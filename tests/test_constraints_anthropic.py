@@ -1,84 +1,30 @@
 """The anthropic backend with the real SDK against a Messages API stub on 127.0.0.1.
 
-The stub returns responses from a script (status, JSON body, headers,
-delay) and records every request. The tests then check what the SDK sent,
-how often it retried, and what the backend sent back after an invalid reply.
-No test reaches a real API.
+The stub (:mod:`messages_stub`) returns responses from a script and records
+every request. The tests then check what the SDK sent, how often it retried,
+and what the backend sent back after an invalid reply. No test reaches a
+real API.
 """
 
 import copy
 import json
 import logging
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pandas as pd
 import pytest
+from messages_stub import MODEL, clean_environment, message, repair_feedback, stub, stub_settings, tool_use  # noqa: F401
 from test_constraints_data import make_dictionary, make_edges, make_frame, make_ranges
 
 from iotsynth.constraints import offline
 from iotsynth.constraints.anthropic_backend import ConstraintBackendError
 from iotsynth.constraints.build import build_constraints
 from iotsynth.constraints.model import SECTIONS, ConstraintValidationError
-from iotsynth.constraints.prompt import TOOL_NAME, build_prompt, find_identifiers, redact_identifiers
-from iotsynth.constraints.settings import ConstraintSettings, LLMSettings
+from iotsynth.constraints.prompt import TOOL_NAME, build_prompt
+from iotsynth.constraints.settings import ConstraintSettings
 from iotsynth.features import feature_dictionary
-
-MODEL = "claude-test-model"
-
-
-class MessagesStub(BaseHTTPRequestHandler):
-    """Reply to POST /v1/messages from ``server.script`` and record each request in ``server.requests``."""
-
-    def do_POST(self):
-        length = int(self.headers.get("content-length", 0))
-        body = json.loads(self.rfile.read(length) or b"{}")
-        with self.server.lock:
-            self.server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-            step = self.server.script.pop(0) if self.server.script else self.server.default
-        status, payload, headers, delay = step
-        if delay:
-            self.server.stopped.wait(delay)
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client timed out and closed the connection
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def stub():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), MessagesStub)
-    server.daemon_threads = True
-    server.lock = threading.Lock()
-    server.stopped = threading.Event()
-    server.requests, server.script = [], []
-    server.default = (500, {"type": "error", "error": {"type": "api_error", "message": "script exhausted"}}, {}, 0)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    server.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield server
-    server.stopped.set()
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch):
-    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "ANTHROPIC_CUSTOM_HEADERS",
-                 "ANTHROPIC_PROFILE", "ANTHROPIC_CONFIG_DIR"):
-        monkeypatch.delenv(name, raising=False)
+from iotsynth.llm.identifiers import find_identifiers, redact_identifiers
 
 
 @pytest.fixture(scope="module")
@@ -97,17 +43,8 @@ def tool_reply(sections, stop_reason="tool_use", text=None):
     if text:
         content.append({"type": "text", "text": text})
     if sections is not None:
-        content.append({"type": "tool_use", "id": "toolu_01", "name": TOOL_NAME, "input": sections})
-    return {
-        "id": "msg_01",
-        "type": "message",
-        "role": "assistant",
-        "model": MODEL,
-        "content": content,
-        "stop_reason": stop_reason,
-        "stop_sequence": None,
-        "usage": {"input_tokens": 100, "output_tokens": 50},
-    }
+        content.append(tool_use(TOOL_NAME, sections))
+    return message(content, stop_reason)
 
 
 def ok(sections):
@@ -116,22 +53,6 @@ def ok(sections):
 
 def sections_of(derived, device_type):
     return {key: copy.deepcopy(derived[device_type][key]) for key in SECTIONS}
-
-
-def settings(stub, tmp_path, **changes):
-    values = {
-        "backend": "anthropic",
-        "model": MODEL,
-        "max_tokens": 4000,
-        "timeout": 5.0,
-        "max_retries": 2,
-        "max_repair_attempts": 1,
-        "tool_choice": "forced",
-        "base_url": stub.url,
-        "cache_dir": str(tmp_path / "cache"),
-    }
-    values.update(changes)
-    return LLMSettings(**values)
 
 
 def build(frame, dictionary, edges, llm, tmp_path, environ=None):
@@ -143,7 +64,7 @@ def test_valid_tool_reply(stub, data, tmp_path):
     frame, dictionary, edges, derived = data
     stub.script = [ok(sections_of(derived, "Aria")), ok(sections_of(derived, "Withings"))]
 
-    constraint_set = build(frame, dictionary, edges, settings(stub, tmp_path), tmp_path)
+    constraint_set = build(frame, dictionary, edges, stub_settings(stub, tmp_path), tmp_path)
 
     assert constraint_set.device_types == ["Aria", "Withings"]
     assert constraint_set.sections("Aria")["protocol_rules"] == derived["Aria"]["protocol_rules"]
@@ -158,7 +79,7 @@ def test_request_carries_forced_tool_and_schema(stub, data, tmp_path):
     frame, dictionary, edges, derived = data
     stub.script = [ok(sections_of(derived, "Aria")), ok(sections_of(derived, "Withings"))]
 
-    build(frame, dictionary, edges, settings(stub, tmp_path), tmp_path)
+    build(frame, dictionary, edges, stub_settings(stub, tmp_path), tmp_path)
 
     request = stub.requests[0]
     body = request["body"]
@@ -175,7 +96,7 @@ def test_auto_tool_choice_sent(stub, data, tmp_path):
     frame, dictionary, edges, derived = data
     stub.script = [ok(sections_of(derived, "Aria")), ok(sections_of(derived, "Withings"))]
 
-    build(frame, dictionary, edges, settings(stub, tmp_path, tool_choice="auto"), tmp_path)
+    build(frame, dictionary, edges, stub_settings(stub, tmp_path, tool_choice="auto"), tmp_path)
 
     assert stub.requests[0]["body"]["tool_choice"] == {"type": "auto"}
 
@@ -187,16 +108,10 @@ def test_invalid_reply_then_corrected(stub, data, tmp_path):
     broken["numerical_constraints"]["pkt_size"]["min"] = 5000
     stub.script = [ok(broken), ok(sections_of(derived, "Aria")), ok(sections_of(derived, "Withings"))]
 
-    constraint_set = build(frame, dictionary, edges, settings(stub, tmp_path), tmp_path)
+    constraint_set = build(frame, dictionary, edges, stub_settings(stub, tmp_path), tmp_path)
 
     assert len(stub.requests) == 3
-    repair = stub.requests[1]["body"]["messages"]
-    assert [message["role"] for message in repair] == ["user", "assistant", "user"]
-    assert repair[1]["content"][0]["type"] == "tool_use"
-    result = repair[2]["content"][0]
-    assert result["type"] == "tool_result"
-    assert result["is_error"] is True
-    assert result["tool_use_id"] == "toolu_01"
+    result = repair_feedback(stub.requests[1])
     assert "no_such_feature" in result["content"]
     assert "inverted range" in result["content"]
     assert constraint_set.sections("Aria")["metadata"]["requests"] == 2
@@ -212,7 +127,7 @@ def test_reply_without_tool_call_is_sent_back(stub, data, tmp_path):
         ok(sections_of(derived, "Withings")),
     ]
 
-    build(frame, dictionary, edges, settings(stub, tmp_path, tool_choice="auto"), tmp_path)
+    build(frame, dictionary, edges, stub_settings(stub, tmp_path, tool_choice="auto"), tmp_path)
 
     feedback = stub.requests[1]["body"]["messages"][2]["content"][0]
     assert feedback["type"] == "text"
@@ -226,7 +141,7 @@ def test_invalid_replies_exhaust_repairs(stub, data, tmp_path):
     stub.script = [ok(broken), ok(broken)]
 
     with pytest.raises(ConstraintValidationError, match="ghost_flag") as caught:
-        build(frame, dictionary, edges, settings(stub, tmp_path), tmp_path)
+        build(frame, dictionary, edges, stub_settings(stub, tmp_path), tmp_path)
 
     assert "after 2 requests" in str(caught.value)
     assert len(stub.requests) == 2
@@ -242,7 +157,7 @@ def test_sdk_retries_status(stub, data, tmp_path, status):
         ok(sections_of(derived, "Withings")),
     ]
 
-    constraint_set = build(frame, dictionary, edges, settings(stub, tmp_path), tmp_path)
+    constraint_set = build(frame, dictionary, edges, stub_settings(stub, tmp_path), tmp_path)
 
     assert len(stub.requests) == 3
     assert stub.requests[0]["body"] == stub.requests[1]["body"]
@@ -255,7 +170,7 @@ def test_status_error_after_retries(stub, data, tmp_path):
     stub.script = [error] * 3
 
     with pytest.raises(ConstraintBackendError, match="HTTP 503 after 2 retries"):
-        build(frame, dictionary, edges, settings(stub, tmp_path), tmp_path)
+        build(frame, dictionary, edges, stub_settings(stub, tmp_path), tmp_path)
 
     assert len(stub.requests) == 3
 
@@ -265,7 +180,7 @@ def test_timeout(stub, data, tmp_path):
     stub.script = [(200, tool_reply(sections_of(derived, "Aria")), {}, 3.0)] * 2
 
     with pytest.raises(ConstraintBackendError, match="timed out"):
-        build(frame, dictionary, edges, settings(stub, tmp_path, timeout=0.3, max_retries=1), tmp_path)
+        build(frame, dictionary, edges, stub_settings(stub, tmp_path, timeout=0.3, max_retries=1), tmp_path)
 
     assert len(stub.requests) == 2
 
@@ -275,13 +190,13 @@ def test_reply_cut_at_max_tokens(stub, data, tmp_path):
     stub.script = [(200, tool_reply(sections_of(derived, "Aria"), stop_reason="max_tokens"), {}, 0)]
 
     with pytest.raises(ConstraintBackendError, match="llm.max_tokens"):
-        build(frame, dictionary, edges, settings(stub, tmp_path), tmp_path)
+        build(frame, dictionary, edges, stub_settings(stub, tmp_path), tmp_path)
 
 
 def test_rerun_reads_cache_without_key(stub, data, tmp_path):
     frame, dictionary, edges, derived = data
     stub.script = [ok(sections_of(derived, "Aria")), ok(sections_of(derived, "Withings"))]
-    llm = settings(stub, tmp_path)
+    llm = stub_settings(stub, tmp_path)
     first = build(frame, dictionary, edges, llm, tmp_path)
 
     second = build(frame, dictionary, edges, llm, tmp_path / "rerun", environ={})
@@ -296,9 +211,9 @@ def test_rerun_reads_cache_without_key(stub, data, tmp_path):
 def test_cache_key_changes_with_model(stub, data, tmp_path):
     frame, dictionary, edges, derived = data
     stub.script = [ok(sections_of(derived, "Aria")), ok(sections_of(derived, "Withings"))] * 2
-    build(frame, dictionary, edges, settings(stub, tmp_path), tmp_path)
+    build(frame, dictionary, edges, stub_settings(stub, tmp_path), tmp_path)
 
-    build(frame, dictionary, edges, settings(stub, tmp_path, model="claude-other-model"), tmp_path / "other")
+    build(frame, dictionary, edges, stub_settings(stub, tmp_path, model="claude-other-model"), tmp_path / "other")
 
     assert len(stub.requests) == 4
 
@@ -307,16 +222,16 @@ def test_missing_key_without_cache_fails(stub, data, tmp_path):
     frame, dictionary, edges, _ = data
 
     with pytest.raises(ConstraintBackendError, match="ANTHROPIC_API_KEY is not set"):
-        build(frame, dictionary, edges, settings(stub, tmp_path), tmp_path, environ={})
+        build(frame, dictionary, edges, stub_settings(stub, tmp_path), tmp_path, environ={})
 
     assert stub.requests == []
 
 
 def test_auto_without_key_uses_offline(stub, data, tmp_path, caplog):
     frame, dictionary, edges, _ = data
-    caplog.set_level(logging.INFO, logger="iotsynth.constraints.build")
+    caplog.set_level(logging.INFO, logger="iotsynth.llm.settings")
 
-    constraint_set = build(frame, dictionary, edges, settings(stub, tmp_path, backend="auto"), tmp_path, environ={})
+    constraint_set = build(frame, dictionary, edges, stub_settings(stub, tmp_path, backend="auto"), tmp_path, environ={})
 
     assert stub.requests == []
     assert constraint_set.document["metadata"]["backend"] == "offline"
@@ -327,9 +242,9 @@ def test_auto_without_key_uses_offline(stub, data, tmp_path, caplog):
 def test_auto_with_key_uses_anthropic(stub, data, tmp_path, caplog):
     frame, dictionary, edges, derived = data
     stub.script = [ok(sections_of(derived, "Aria")), ok(sections_of(derived, "Withings"))]
-    caplog.set_level(logging.INFO, logger="iotsynth.constraints.build")
+    caplog.set_level(logging.INFO, logger="iotsynth.llm.settings")
 
-    constraint_set = build(frame, dictionary, edges, settings(stub, tmp_path, backend="auto"), tmp_path)
+    constraint_set = build(frame, dictionary, edges, stub_settings(stub, tmp_path, backend="auto"), tmp_path)
 
     assert constraint_set.document["metadata"]["backend"] == "anthropic"
     assert any("constraint backend: anthropic" in record.getMessage() for record in caplog.records)
@@ -341,7 +256,7 @@ def test_prompts_hold_no_addresses(stub, data, tmp_path):
     dictionary.loc[0, "description"] = "Frame length; compare ff:ff:ff:ff:ff:ff and 192.168.1.10 and fe80::1"
     stub.script = [ok(sections_of(derived, "Aria")), ok(sections_of(derived, "Withings"))]
 
-    build(frame, dictionary, edges, settings(stub, tmp_path), tmp_path)
+    build(frame, dictionary, edges, stub_settings(stub, tmp_path), tmp_path)
 
     for request in stub.requests:
         text = json.dumps(request["body"])

@@ -144,3 +144,29 @@ def test_graph_layer_passes_messages_along_edges_only():
 def test_graph_layer_rejects_wrong_adjacency_shape():
     with pytest.raises(ValueError, match="expected \\(3, 3\\)"):
         FeatureGraphLayer(LAYOUT, np.eye(4), steps=1)
+
+
+def test_batch_correlation_gradient_finite_for_constant_column():
+    # A saturated generator output is constant over the batch; its gradient must stay finite.
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, generator=generator)
+    x[:, 1] = 1.0
+    x.requires_grad_(True)
+
+    correlation, std = batch_correlation(x)
+    (correlation[0, 1] + correlation[0, 2]).backward()
+
+    assert torch.isfinite(x.grad).all()
+    assert std[1] < 1e-9
+    assert torch.isfinite(correlation).all()
+
+
+def test_batch_correlation_unchanged_above_the_floor():
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(32, 4, generator=generator)
+
+    correlation, std = batch_correlation(x)
+
+    expected_std = (x - x.mean(dim=0)).pow(2).mean(dim=0).sqrt()
+    assert torch.equal(std, expected_std)
+    assert torch.allclose(correlation.diagonal(), torch.ones(4), atol=1e-5)

@@ -131,6 +131,24 @@ def test_killed_training_resumes_from_last_checkpoint(toy, tmp_path, monkeypatch
                                   uninterrupted.losses_.drop(columns="seconds"))
 
 
+def test_diverged_training_stops_before_its_checkpoint(toy, tmp_path, monkeypatch):
+    folder = tmp_path / "checkpoints"
+    settings = WGANSettings(epochs=4, checkpoint_every=1, **FAST)
+    original = WGANTrainer._run_epoch
+
+    def nan_in_epoch_3(self, epoch, steps):
+        row = original(self, epoch, steps)
+        if epoch == 3:
+            row["wasserstein"] = float("nan")
+        return row
+
+    monkeypatch.setattr(WGANTrainer, "_run_epoch", nan_in_epoch_3)
+    with pytest.raises(FloatingPointError, match=r"wgan diverged in epoch 3: wasserstein is nan.*epoch 2 in"):
+        train(toy, settings, checkpoint_dir=folder)
+
+    assert [epoch for epoch, _ in checkpoints.list_checkpoints(folder)] == [1, 2]
+
+
 def test_checkpoint_of_other_settings_is_not_resumed(toy, tmp_path):
     folder = tmp_path / "checkpoints"
     train(toy, WGANSettings(epochs=1, **FAST), checkpoint_dir=folder)

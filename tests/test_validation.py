@@ -1,7 +1,7 @@
 """The validation stage: offline scores, the forced LLM tool call against a local stub, and the outputs.
 
 The anthropic tests run the real SDK against the Messages API stub of
-``test_constraints_anthropic`` on 127.0.0.1; no test reaches a real API.
+:mod:`messages_stub` on 127.0.0.1; no test reaches a real API.
 """
 
 import json
@@ -10,12 +10,13 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from test_constraints_anthropic import clean_environment, stub  # noqa: F401 (pytest fixtures)
+from messages_stub import MODEL, clean_environment, message, repair_feedback, stub, stub_settings, tool_use  # noqa: F401
 from test_constraints_data import make_dictionary, make_edges, make_frame
 
 from iotsynth.constraints.build import build_constraints
-from iotsynth.constraints.prompt import find_identifiers
-from iotsynth.constraints.settings import ConstraintSettings, LLMSettings
+from iotsynth.constraints.settings import ConstraintSettings
+from iotsynth.llm.identifiers import find_identifiers
+from iotsynth.llm.settings import LLMSettings
 from iotsynth.preprocess import Preprocessor
 from iotsynth.validation.anthropic_backend import ValidationBackendError, ValidationReplyError
 from iotsynth.validation.offline import (
@@ -31,7 +32,6 @@ from iotsynth.validation.settings import ValidationSettings
 from iotsynth.validation.stage import run_validation_stage, validate_generator
 from iotsynth.validation.table import run_validation_table_stage
 
-MODEL = "claude-test-model"
 SEED = 42
 # A session-identifying feature: its name and values must never reach a request.
 SECRET = "ip_id"
@@ -281,17 +281,7 @@ def test_prompt_rejects_addresses(world):
 
 
 def plausibility_reply(content, name=TOOL_NAME, stop_reason="tool_use"):
-    blocks = [] if content is None else [{"type": "tool_use", "id": "toolu_01", "name": name, "input": content}]
-    return {
-        "id": "msg_01",
-        "type": "message",
-        "role": "assistant",
-        "model": MODEL,
-        "content": blocks,
-        "stop_reason": stop_reason,
-        "stop_sequence": None,
-        "usage": {"input_tokens": 100, "output_tokens": 20},
-    }
+    return message([] if content is None else [tool_use(name, content)], stop_reason)
 
 
 def ok(score=0.8, feature="tcp_window"):
@@ -300,19 +290,7 @@ def ok(score=0.8, feature="tcp_window"):
 
 
 def llm_settings(stub, tmp_path, **changes):
-    values = {
-        "backend": "anthropic",
-        "model": MODEL,
-        "max_tokens": 2000,
-        "timeout": 5.0,
-        "max_retries": 1,
-        "max_repair_attempts": 3,
-        "tool_choice": "forced",
-        "base_url": stub.url,
-        "cache_dir": str(tmp_path / "cache"),
-    }
-    values.update(changes)
-    return LLMSettings(**values)
+    return stub_settings(stub, tmp_path, **{"max_tokens": 2000, "max_retries": 1, "max_repair_attempts": 3, **changes})
 
 
 def two_type_synthetic():
@@ -362,13 +340,7 @@ def test_invalid_reply_gets_corrective_retry(stub, world, tmp_path):
     document = run_anthropic(world, llm_settings(stub, tmp_path))
 
     assert len(stub.requests) == 3
-    repair = stub.requests[1]["body"]["messages"]
-    assert [message["role"] for message in repair] == ["user", "assistant", "user"]
-    assert repair[1]["content"][0]["type"] == "tool_use"
-    feedback = repair[2]["content"][0]
-    assert feedback["type"] == "tool_result"
-    assert feedback["is_error"] is True
-    assert feedback["tool_use_id"] == "toolu_01"
+    feedback = repair_feedback(stub.requests[1])
     assert "1.7 is greater than the maximum of 1" in feedback["content"]
     assert stub.requests[1]["body"]["tool_choice"] == {"type": "tool", "name": TOOL_NAME}
     assert document["device_types"]["Aria"]["score"] == 0.6

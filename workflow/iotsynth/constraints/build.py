@@ -11,13 +11,11 @@ replies, and says so in those files).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -25,35 +23,16 @@ import pandas as pd
 
 from iotsynth.constraints import offline
 from iotsynth.constraints.anthropic_backend import AnthropicBackend
-from iotsynth.constraints.cache import ReplyCache
 from iotsynth.constraints.model import FORMAT_NAME, FORMAT_VERSION, SECTIONS, ConstraintSet
 from iotsynth.constraints.prompt import build_prompt
-from iotsynth.constraints.settings import ConstraintSettings, LLMSettings
+from iotsynth.constraints.settings import ConstraintSettings
+from iotsynth.documents import utc_now, write_json
+from iotsynth.llm.cache import ReplyCache
+from iotsynth.llm.settings import LLMSettings, choose_backend
 
 LOGGER = logging.getLogger(__name__)
 
 SCALED_KINDS = ("continuous", "discrete")
-
-
-def choose_backend(requested: str, environ: Mapping[str, str] | None = None, stage: str = "constraint",
-                   setting: str = "llm.backend") -> str:
-    """Resolve a backend setting; for ``auto``, log which backend was taken and why.
-
-    ``stage`` and ``setting`` name the stage and the config key in the log.
-    """
-    environ = os.environ if environ is None else environ
-    if requested != "auto":
-        LOGGER.info("%s backend: %s (%s)", stage, requested, setting)
-        return requested
-    if environ.get("ANTHROPIC_API_KEY"):
-        LOGGER.info("%s backend: anthropic (%s is auto and ANTHROPIC_API_KEY is set)", stage, setting)
-        return "anthropic"
-    LOGGER.info("%s backend: offline (%s is auto and ANTHROPIC_API_KEY is not set)", stage, setting)
-    return "offline"
-
-
-def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def feature_ranges(train: pd.DataFrame, kinds: Mapping[str, str], layout: list[dict] | None) -> dict[str, tuple[float, float]]:
@@ -87,11 +66,6 @@ def _safe_name(device_type: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", device_type)
 
 
-def _write_json(path: Path, content: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(content, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-
-
 def assemble_document(
     device_sections: Mapping[str, dict],
     kinds: Mapping[str, str],
@@ -104,7 +78,7 @@ def assemble_document(
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
-        "metadata": {"backend": backend, "model": model, "created": _utc_now()},
+        "metadata": {"backend": backend, "model": model, "created": utc_now()},
         "evaluation": {
             "correlation_fraction": settings.correlation_fraction,
             "correlation_min_rows": settings.correlation_min_rows,
@@ -175,7 +149,7 @@ def build_constraints(
         prompt = build_prompt(str(device_type), rows, dictionary, edges, ranges, settings)
         prompts[str(device_type)] = prompt
         sent = backend == "anthropic"
-        _write_json(
+        write_json(
             prompts_dir / f"{_safe_name(str(device_type))}.json",
             {"backend": backend, "sent": sent, "model": llm.model if sent else None,
              "prompt_hash": prompt.cache_key(llm.model) if sent else None, **prompt.to_json()},
@@ -194,12 +168,12 @@ def build_constraints(
 
 def _offline_sections(train, kinds, ranges, edges, settings, replies_dir: Path) -> dict[str, dict]:
     derived = offline.derive_constraints(train, kinds, ranges, edges, settings)
-    created = _utc_now()
+    created = utc_now()
     result = {}
     for device_type, sections in derived.items():
         metadata = {"backend": "offline", "model": None, "prompt_hash": None, "created": created, "n_rows": sections["n_rows"]}
         result[device_type] = {"metadata": metadata, **{key: sections[key] for key in SECTIONS}}
-        _write_json(
+        write_json(
             replies_dir / f"{_safe_name(device_type)}.json",
             {"device_type": device_type, "backend": "offline", "note": "derived from the training rows; no request was sent", "replies": []},
         )
@@ -207,7 +181,7 @@ def _offline_sections(train, kinds, ranges, edges, settings, replies_dir: Path) 
 
 
 def _anthropic_sections(prompts, groups, kinds, llm: LLMSettings, environ, client, replies_dir: Path) -> dict[str, dict]:
-    backend = AnthropicBackend(llm, ReplyCache(llm.cache_dir), environ.get("ANTHROPIC_API_KEY"), client=client)
+    backend = AnthropicBackend(llm, ReplyCache(llm.cache_dir, "constraints"), environ.get("ANTHROPIC_API_KEY"), client=client)
     result = {}
     for position, (device_type, prompt) in enumerate(prompts.items(), start=1):
         started = time.perf_counter()
@@ -227,7 +201,7 @@ def _anthropic_sections(prompts, groups, kinds, llm: LLMSettings, environ, clien
             "requests": 0 if record["from_cache"] else record["requests"],
         }
         result[device_type] = {"metadata": metadata, **{key: sections[key] for key in SECTIONS}}
-        _write_json(
+        write_json(
             replies_dir / f"{_safe_name(device_type)}.json",
             {"device_type": device_type, "backend": "anthropic", "model": llm.model, "prompt_hash": record["key"],
              "from_cache": record["from_cache"], "replies": record["replies"]},

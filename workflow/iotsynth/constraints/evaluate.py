@@ -51,6 +51,15 @@ def _labels(constraints, frame: pd.DataFrame, labels) -> np.ndarray:
     return labels
 
 
+def _device_type_columns(constraints, frame: pd.DataFrame, labels):
+    """Yield each device type present, in name order, with the mask of its rows and those rows' feature columns."""
+    labels = _labels(constraints, frame, labels)
+    columns = _columns(constraints, frame)
+    for device_type in sorted(set(labels)):
+        selected = labels == device_type
+        yield device_type, selected, {name: values[selected] for name, values in columns.items()}
+
+
 def violations(constraints, frame: pd.DataFrame, device_type: str) -> pd.DataFrame:
     """Return which rows break which row rule of one device type.
 
@@ -95,15 +104,12 @@ def correlation_checks(constraints, frame: pd.DataFrame, labels) -> pd.DataFrame
         ``n_rows``, ``checked`` (at least ``correlation_min_rows`` rows),
         ``pearson`` (NaN when not checked), ``threshold`` and ``violated``.
     """
-    labels = _labels(constraints, frame, labels)
-    columns = _columns(constraints, frame)
     rows = []
-    for device_type in sorted(set(labels)):
-        selected = labels == device_type
+    for device_type, selected, subset in _device_type_columns(constraints, frame, labels):
         n_rows = int(selected.sum())
         checked = n_rows >= constraints.correlation_min_rows
         for rule in constraints.correlation_rules(device_type):
-            r = pearson(columns[rule.first][selected], columns[rule.second][selected]) if checked else np.nan
+            r = pearson(subset[rule.first], subset[rule.second]) if checked else np.nan
             rows.append(
                 {
                     "device_type": device_type,
@@ -146,12 +152,8 @@ def violation_rates(constraints, frame: pd.DataFrame, labels) -> pd.DataFrame:
         - ``conditional_rate``: ``n_violated / n_applicable``;
         - ``value``: the measured correlation, NaN for row rules.
     """
-    labels = _labels(constraints, frame, labels)
-    columns = _columns(constraints, frame)
     records = []
-    for device_type in sorted(set(labels)):
-        selected = labels == device_type
-        subset = {name: values[selected] for name, values in columns.items()}
+    for device_type, selected, subset in _device_type_columns(constraints, frame, labels):
         n_rows = int(selected.sum())
         for rule in constraints.row_rules(device_type):
             applies, broken = rule_outcome(subset, rule, constraints.tolerances)
@@ -201,15 +203,11 @@ def row_violation_score(constraints, frame: pd.DataFrame, labels) -> np.ndarray:
         Values in [0, 1], in the row order of ``frame``; 0 for a device type
         without row rules.
     """
-    labels = _labels(constraints, frame, labels)
-    columns = _columns(constraints, frame)
     scores = np.zeros(len(frame), dtype=np.float64)
-    for device_type in sorted(set(labels)):
-        selected = np.flatnonzero(labels == device_type)
+    for device_type, selected, subset in _device_type_columns(constraints, frame, labels):
         rules = constraints.row_rules(device_type)
         if not rules:
             continue
-        subset = {name: values[selected] for name, values in columns.items()}
         broken = sum(rule_outcome(subset, rule, constraints.tolerances)[1].astype(np.int64) for rule in rules)
         scores[selected] = broken / len(rules)
     return scores

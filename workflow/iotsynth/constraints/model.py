@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from iotsynth.constraints import rules as rule_compiler
+from iotsynth.documents import read_json, write_json
 
 if TYPE_CHECKING:
     import torch
@@ -315,20 +316,13 @@ class ConstraintSet:
             features with the same kinds.
         """
         path = Path(path)
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"constraint file {path} not found; run the constraints rule") from None
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not valid JSON: {error}") from None
+        document = read_json(path, "constraint file", "constraints")
         kinds = None if dictionary is None else dict(zip(dictionary["name"], dictionary["kind"]))
         return cls.from_document(document, kinds, source=str(path))
 
     def save(self, path: str | Path) -> None:
         """Write the document as JSON, creating parent folders."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.document, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        write_json(path, self.document, indent=2)
 
     def sections(self, device_type: str) -> dict:
         """Return the constraint sections of one device type."""

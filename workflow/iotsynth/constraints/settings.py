@@ -1,18 +1,19 @@
-"""Settings of the constraint stage, read from the ``llm`` and ``constraints`` config sections.
+"""Settings of the constraint stage, read from the ``constraints`` config section.
 
 ``config/README.md`` gives each field's meaning and the reason for its
 default. The checks here repeat the config schema, so the library rejects bad
-values when it is called without Snakemake too.
+values when it is called without Snakemake too. The ``llm`` section, which
+the validation stage reads too, is :class:`iotsynth.llm.settings.LLMSettings`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-BACKENDS = ("auto", "anthropic", "offline")
-TOOL_CHOICES = ("forced", "auto")
+# Re-exported, so that importing LLMSettings from this module keeps working.
+from iotsynth.llm.settings import LLMSettings  # noqa: F401
 
 
 def _check_range(name: str, value: float, low: float, high: float, inclusive_low: bool = True) -> None:
@@ -25,39 +26,6 @@ def _check_range(name: str, value: float, low: float, high: float, inclusive_low
 def _check_quantile_pair(name: str, pair: tuple[float, float]) -> None:
     if len(pair) != 2 or not 0.0 <= pair[0] < pair[1] <= 1.0:
         raise ValueError(f"{name} must be two quantiles 0 <= low < high <= 1, got {list(pair)!r}")
-
-
-@dataclass(frozen=True)
-class LLMSettings:
-    """Backend choice and Messages API settings (config section ``llm``)."""
-
-    backend: str = "auto"
-    model: str = "claude-sonnet-5-5"
-    max_tokens: int = 32000
-    timeout: float = 600.0
-    max_retries: int = 4
-    max_repair_attempts: int = 2
-    tool_choice: str = "auto"
-    base_url: str | None = None
-    cache_dir: str = "resources/llm-cache"
-
-    def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"llm.backend must be one of {list(BACKENDS)}, got {self.backend!r}")
-        if self.tool_choice not in TOOL_CHOICES:
-            raise ValueError(f"llm.tool_choice must be one of {list(TOOL_CHOICES)}, got {self.tool_choice!r}")
-        if not self.model:
-            raise ValueError("llm.model must be a model id such as 'claude-sonnet-5-5'")
-        if self.max_tokens < 1:
-            raise ValueError(f"llm.max_tokens must be at least 1, got {self.max_tokens!r}")
-        if self.timeout <= 0:
-            raise ValueError(f"llm.timeout must be above 0 seconds, got {self.timeout!r}")
-        if self.max_retries < 0 or self.max_repair_attempts < 0:
-            raise ValueError("llm.max_retries and llm.max_repair_attempts must be 0 or more")
-
-    @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> LLMSettings:
-        return _from_mapping(cls, section or {}, "llm")
 
 
 @dataclass(frozen=True)
@@ -140,10 +108,3 @@ class ConstraintSettings:
                 values[key] = tuple(float(v) for v in values[key])
         return cls(**values)
 
-
-def _from_mapping(cls, section: Mapping[str, Any], name: str):
-    allowed = {field.name for field in fields(cls)}
-    unknown = sorted(set(section) - allowed)
-    if unknown:
-        raise ValueError(f"{name} has unknown keys {unknown}; allowed are {sorted(allowed)}")
-    return cls(**dict(section))

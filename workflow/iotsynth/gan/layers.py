@@ -41,6 +41,8 @@ CORRELATION_EPSILON = 1e-6
 # A column whose standard deviation in the real batch is below this (in
 # scaled units, where a feature spans [-1, 1]) has no defined correlation.
 MIN_REAL_STD = 1e-4
+# Smallest column variance batch_correlation takes the square root of.
+VARIANCE_FLOOR = 1e-20
 
 
 def align_adjacency(names: Sequence[str], adjacency: np.ndarray, layout: Sequence[Mapping]) -> np.ndarray:
@@ -136,7 +138,9 @@ def batch_correlation(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     std : torch.Tensor of shape (n_columns,)
     """
     centered = x - x.mean(dim=0, keepdim=True)
-    std = centered.pow(2).mean(dim=0).sqrt()
+    # Without the floor, a column that does not vary in the batch gets a NaN
+    # gradient (0 times the infinite slope of sqrt at 0). Above it nothing changes.
+    std = centered.pow(2).mean(dim=0).clamp(min=VARIANCE_FLOOR).sqrt()
     standardized = centered / (std + CORRELATION_EPSILON)
     return standardized.T @ standardized / x.shape[0], std
 

@@ -54,6 +54,34 @@ LOSS_COLUMNS = (
 MONITOR_EVERY = 10
 # An epoch that runs longer than this logs its progress at this interval.
 PROGRESS_SECONDS = 60.0
+# Loss columns that every epoch measures; a non-finite one means the
+# weights have diverged.
+CHECKED_LOSSES = ("critic_loss", "generator_loss", "wasserstein")
+
+
+def check_finite_losses(row: Mapping[str, float], model_name: str, checkpoint_dir: str | Path | None) -> None:
+    """Raise when an epoch's critic loss, generator loss or Wasserstein estimate is not finite.
+
+    Called before the epoch is checkpointed, so the checkpoints on disk stay
+    those of finite epochs and a rerun with other settings starts clean.
+
+    Raises
+    ------
+    FloatingPointError
+        Naming the model, the epoch, the loss and the newest checkpoint.
+    """
+    bad = [name for name in CHECKED_LOSSES if not math.isfinite(row[name])]
+    if not bad:
+        return
+    saved = checkpoints.list_checkpoints(checkpoint_dir) if checkpoint_dir is not None else []
+    where = (f"the newest checkpoint is epoch {saved[-1][0]} in {checkpoint_dir}" if saved
+             else "no checkpoint was written")
+    raise FloatingPointError(
+        f"training of {model_name} diverged in epoch {int(row['epoch'])}: "
+        + ", ".join(f"{name} is {row[name]}" for name in bad)
+        + f". Nothing of that epoch was saved ({where}). Lower the learning rates or the penalty weights "
+        "in the config and run again, or report the inputs and settings that lead to it."
+    )
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -150,6 +178,7 @@ class GANTrainer(abc.ABC):
                         len(self.class_names), steps, start_epoch + 1, self.settings.epochs)
             for epoch in range(start_epoch + 1, self.settings.epochs + 1):
                 row = self._run_epoch(epoch, steps)
+                check_finite_losses(row, self.generator_name, self.checkpoint_dir)
                 self.losses_rows.append(row)
                 if self.progress:
                     self._log_epoch(row)

@@ -16,7 +16,6 @@ features.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import jsonschema
 import numpy as np
 import pandas as pd
 
-from iotsynth.constraints.prompt import feature_statistics, find_identifiers, redact_identifiers
+from iotsynth.llm.prompt import PACKET_ROWS, ToolPrompt, compact_number, describe_feature, feature_statistics, reject_identifiers
 
 TOOL_NAME = "record_plausibility"
 # Part of the cache key: change it when the prompt or the reply format changes meaning.
@@ -38,13 +37,7 @@ You check how plausible synthetic network packets of one IoT device type \
 are. A generator made them to stand in for real packets of this device type \
 in the training data of a device classifier.
 
-Each row is one packet sent by the device. Every feature is a number:
-- continuous and discrete features in the units of their description;
-- binary features are 0 or 1;
-- categorical features hold integer codes (EtherType, IP protocol number, \
-port class, ...); their order means nothing;
-- a field of a layer the packet lacks is 0, or -1 for categorical features, \
-and the layer's binary indicator (is_tcp, is_udp, ...) is 0.
+""" + PACKET_ROWS + """\
 Features that could single out one session or capture (IP id, checksums, \
 sequence numbers and the like) are left out.
 
@@ -68,48 +61,20 @@ empty list when none is;
 
 
 @dataclass(frozen=True)
-class ValidationPrompt:
-    """The request for one device type.
+class ValidationPrompt(ToolPrompt):
+    """The validation request for one device type; the tool's ``input_schema`` is :func:`reply_schema`.
 
     Attributes
     ----------
-    device_type : str
-        The device type the request describes.
-    system : str
-        System prompt.
-    user : str
-        Statistics and sample rows, as JSON text.
-    tool : dict
-        Tool definition whose ``input_schema`` is :func:`reply_schema`.
     features : tuple of str
         Feature names the request shows, the only ones a reply may doubt.
     """
 
-    device_type: str
-    system: str
-    user: str
-    tool: dict
     features: tuple[str, ...]
 
-    def messages(self) -> list[dict]:
-        """Return the first message list of the conversation."""
-        return [{"role": "user", "content": self.user}]
-
-    def cache_key(self, model: str) -> str:
-        """Return the SHA-256 of model, request and validation format version."""
-        canonical = json.dumps(
-            {
-                "stage": "validation",
-                "model": model,
-                "system": self.system,
-                "messages": self.messages(),
-                "tool": self.tool,
-                "format_version": FORMAT_VERSION,
-            },
-            sort_keys=True,
-            separators=(",", ":"),
-        )
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    def key_fields(self, model: str) -> dict:
+        """Return stage, model, request and validation format version, the fields the cache key covers."""
+        return {"stage": "validation", **super().key_fields(model), "format_version": FORMAT_VERSION}
 
 
 def reply_schema(max_doubted: int) -> dict:
@@ -191,14 +156,6 @@ def _as_flag(value: object) -> bool:
     raise ValueError(f"session_identifying must be true or false in the feature dictionary, got {value!r}")
 
 
-def _compact(value: float) -> float | int:
-    """Return a JSON number with 6 significant digits, an int when whole."""
-    value = float(value)
-    if value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    return float(f"{value:.6g}")
-
-
 def build_validation_prompt(
     device_type: str,
     synthetic: pd.DataFrame,
@@ -242,10 +199,7 @@ def build_validation_prompt(
     for entry in sent.itertuples(index=False):
         features.append(
             {
-                "name": entry.name,
-                "kind": entry.kind,
-                "layer": str(getattr(entry, "layer", "")),
-                "description": redact_identifiers(str(getattr(entry, "description", ""))),
+                **describe_feature(entry),
                 "real": feature_statistics(real[entry.name], entry.kind, top_categories),
                 "synthetic": feature_statistics(synthetic[entry.name], entry.kind, top_categories),
             }
@@ -257,7 +211,7 @@ def build_validation_prompt(
         "synthetic_packets": n_synthetic,
         "synthetic_sample_size": len(synthetic),
         "features": features,
-        "sample_rows": {"columns": names, "rows": [[_compact(value) for value in row] for row in listed]},
+        "sample_rows": {"columns": names, "rows": [[compact_number(value) for value in row] for row in listed]},
     }
     user = "Statistics of one device type's real and synthetic packets:\n" + json.dumps(content, separators=(",", ":"))
     prompt = ValidationPrompt(
@@ -272,11 +226,5 @@ def build_validation_prompt(
         features=tuple(names),
     )
 
-    leaked = find_identifiers(prompt.system + prompt.user + json.dumps(prompt.tool))
-    if leaked:
-        raise ValueError(
-            f"the validation request for device type {device_type!r} contains address-shaped text {leaked[:3]}. "
-            "Requests carry statistics and synthetic feature values only, so find where it came from before sending"
-        )
+    reject_identifiers(prompt, "validation request", "statistics and synthetic feature values")
     return prompt
-

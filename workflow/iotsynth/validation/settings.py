@@ -8,10 +8,10 @@ bad values when it is called without Snakemake too.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from iotsynth.constraints.settings import BACKENDS
+from iotsynth.llm.settings import BACKENDS, settings_from_section
 
 SPLITS = ("train", "val", "test")
 
@@ -86,9 +86,4 @@ class ValidationSettings:
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None) -> ValidationSettings:
         """Read the ``validation`` config section; absent keys keep their defaults."""
-        section = dict(section or {})
-        allowed = {field.name for field in fields(cls)}
-        unknown = sorted(set(section) - allowed)
-        if unknown:
-            raise ValueError(f"validation has unknown keys {unknown}; allowed are {sorted(allowed)}")
-        return cls(**section)
+        return settings_from_section(cls, section, "validation")

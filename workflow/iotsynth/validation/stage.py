@@ -11,21 +11,20 @@ two can be compared.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from iotsynth.constraints import build
 from iotsynth.constraints.model import ConstraintSet
-from iotsynth.constraints.settings import LLMSettings
-from iotsynth.validation.anthropic_backend import AnthropicValidator, ValidationCache
+from iotsynth.documents import utc_now, write_json
+from iotsynth.llm.cache import ReplyCache
+from iotsynth.llm.settings import LLMSettings, choose_backend
+from iotsynth.validation.anthropic_backend import AnthropicValidator
 from iotsynth.validation.offline import score_device_type
 from iotsynth.validation.prompt import build_validation_prompt
 from iotsynth.validation.sample import DeviceSample, device_samples
@@ -35,16 +34,6 @@ LOGGER = logging.getLogger(__name__)
 
 FORMAT_NAME = "iotsynth-validation"
 FORMAT_VERSION = 1
-
-
-def choose_backend(requested: str, environ: Mapping[str, str]) -> str:
-    """Resolve ``auto`` to ``anthropic`` or ``offline`` and log the choice."""
-    return build.choose_backend(requested, environ, stage="validation",
-                                setting="validation.backend (or llm.backend when that is null)")
-
-
-def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _skipped_entry(reason: str, backend: str, model: str | None) -> dict:
@@ -166,12 +155,15 @@ def validate_generator(
         The validation document; see ``docs/validation.md``.
     """
     environ = os.environ if environ is None else environ
-    backend = choose_backend(settings.requested_backend(llm.backend), environ)
+    backend = choose_backend(
+        settings.requested_backend(llm.backend), environ, stage="validation",
+        setting="validation.backend (or llm.backend when that is null)",
+    )
     model = llm.model if backend == "anthropic" else None
     validator = None
     if backend == "anthropic":
         validator = AnthropicValidator(
-            llm, ValidationCache(llm.cache_dir), environ.get("ANTHROPIC_API_KEY"),
+            llm, ReplyCache(llm.cache_dir, "validation"), environ.get("ANTHROPIC_API_KEY"),
             settings.max_doubted_features, settings.max_repair_attempts, client=client,
         )
 
@@ -203,7 +195,7 @@ def validate_generator(
         "model": model,
         "split": settings.split,
         "seed": seed,
-        "created": _utc_now(),
+        "created": utc_now(),
         "settings": {
             "sample_rows": settings.sample_rows,
             "prompt_rows": settings.prompt_rows,
@@ -279,8 +271,6 @@ def run_validation_stage(
         synthetic_frame, train_frame, feature_dictionary, constraint_set, fitted, settings, llm, generator, seed,
         top_categories,
     )
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    write_json(output, document)
     LOGGER.info("wrote %s: summary %s; took %.1f s", output, document["summary"], time.perf_counter() - started)
     return document

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from iotsynth.documents import read_json
 from iotsynth.tables import write_table
 from iotsynth.validation.stage import FORMAT_NAME
 
@@ -32,12 +32,7 @@ COLUMNS = (
 def read_document(path: str | Path) -> dict:
     """Read one ``results/validation/<generator>.json`` and check its format."""
     path = Path(path)
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"validation file {path} not found; run the validate rule") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    document = read_json(path, "validation file", "validate")
     if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
         raise ValueError(f"{path} is not a validation file (format {FORMAT_NAME!r}); rerun the validate rule")
     return document

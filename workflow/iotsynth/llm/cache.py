@@ -18,16 +18,18 @@ LOGGER = logging.getLogger(__name__)
 
 
 class ReplyCache:
-    """One JSON file per reply, ``<directory>/constraints/<key>.json``.
+    """One JSON file per reply, ``<directory>/<stage>/<key>.json``.
 
     Parameters
     ----------
     directory : str or pathlib.Path
         Cache root; created on the first write.
+    stage : str
+        Folder of the stage's replies: ``constraints`` or ``validation``.
     """
 
-    def __init__(self, directory: str | Path):
-        self.directory = Path(directory) / "constraints"
+    def __init__(self, directory: str | Path, stage: str):
+        self.directory = Path(directory) / stage
 
     def path(self, key: str) -> Path:
         """Return the file that contains the reply for ``key``."""
