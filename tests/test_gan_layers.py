@@ -146,8 +146,8 @@ def test_graph_layer_rejects_wrong_adjacency_shape():
         FeatureGraphLayer(LAYOUT, np.eye(4), steps=1)
 
 
-def test_batch_correlation_gradient_finite_for_constant_column():
-    # A saturated generator output is constant over the batch; its gradient must stay finite.
+def test_constant_column_gradient_finite():
+    # A saturated generator output is constant over the batch, and its gradient must stay finite.
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(64, 3, generator=generator)
     x[:, 1] = 1.0
@@ -161,7 +161,7 @@ def test_batch_correlation_gradient_finite_for_constant_column():
     assert torch.isfinite(correlation).all()
 
 
-def test_batch_correlation_plain_sqrt_where_varying():
+def test_varying_column_exact_sqrt():
     generator = torch.Generator().manual_seed(1)
     # Column 3 varies by far less than float32 resolution at 1, but not by 0.
     x = torch.randn(32, 4, generator=generator)
