@@ -146,8 +146,8 @@ def test_graph_layer_rejects_wrong_adjacency_shape():
         FeatureGraphLayer(LAYOUT, np.eye(4), steps=1)
 
 
-def test_batch_correlation_gradient_finite_for_constant_column():
-    # A saturated generator output is constant over the batch; its gradient must stay finite.
+def test_constant_column_gradient_finite():
+    # A saturated generator output is constant over the batch, and its gradient must stay finite.
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(64, 3, generator=generator)
     x[:, 1] = 1.0
@@ -161,12 +161,22 @@ def test_batch_correlation_gradient_finite_for_constant_column():
     assert torch.isfinite(correlation).all()
 
 
-def test_batch_correlation_unchanged_above_the_floor():
+def test_varying_column_exact_sqrt():
     generator = torch.Generator().manual_seed(1)
+    # Column 3 varies by far less than float32 resolution at 1, but not by 0.
     x = torch.randn(32, 4, generator=generator)
+    x[:, 3] = torch.linspace(0, 1e-20, 32)
+    x.requires_grad_(True)
+    plain = x.detach().clone().requires_grad_(True)
 
     correlation, std = batch_correlation(x)
+    centered = plain - plain.mean(dim=0, keepdim=True)
+    expected_std = centered.pow(2).mean(dim=0).sqrt()
+    standardized = centered / (expected_std + 1e-6)
+    expected = standardized.T @ standardized / 32
+    correlation.sum().backward()
+    expected.sum().backward()
 
-    expected_std = (x - x.mean(dim=0)).pow(2).mean(dim=0).sqrt()
     assert torch.equal(std, expected_std)
-    assert torch.allclose(correlation.diagonal(), torch.ones(4), atol=1e-5)
+    assert torch.equal(correlation, expected)
+    assert torch.equal(x.grad, plain.grad)

@@ -131,7 +131,7 @@ def test_killed_training_resumes_from_last_checkpoint(toy, tmp_path, monkeypatch
                                   uninterrupted.losses_.drop(columns="seconds"))
 
 
-def test_diverged_training_stops_before_its_checkpoint(toy, tmp_path, monkeypatch):
+def test_diverged_training_stops(toy, tmp_path, monkeypatch):
     folder = tmp_path / "checkpoints"
     settings = WGANSettings(epochs=4, checkpoint_every=1, **FAST)
     original = WGANTrainer._run_epoch

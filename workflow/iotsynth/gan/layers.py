@@ -41,8 +41,6 @@ CORRELATION_EPSILON = 1e-6
 # A column whose standard deviation in the real batch is below this (in
 # scaled units, where a feature spans [-1, 1]) has no defined correlation.
 MIN_REAL_STD = 1e-4
-# Smallest column variance batch_correlation takes the square root of.
-VARIANCE_FLOOR = 1e-20
 
 
 def align_adjacency(names: Sequence[str], adjacency: np.ndarray, layout: Sequence[Mapping]) -> np.ndarray:
@@ -138,9 +136,11 @@ def batch_correlation(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     std : torch.Tensor of shape (n_columns,)
     """
     centered = x - x.mean(dim=0, keepdim=True)
-    # Without the floor, a column that does not vary in the batch gets a NaN
-    # gradient (0 times the infinite slope of sqrt at 0). Above it nothing changes.
-    std = centered.pow(2).mean(dim=0).clamp(min=VARIANCE_FLOOR).sqrt()
+    variance = centered.pow(2).mean(dim=0)
+    # A column that does not vary in the batch would get a NaN gradient (0
+    # times the infinite slope of sqrt at 0), so its std is a constant 0.
+    varies = variance > 0
+    std = torch.where(varies, torch.where(varies, variance, 1.0).sqrt(), 0.0)
     standardized = centered / (std + CORRELATION_EPSILON)
     return standardized.T @ standardized / x.shape[0], std
 
