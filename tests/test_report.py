@@ -27,6 +27,8 @@ from iotsynth.report import (
     build_report,
     figure_caption,
     markdown_to_html,
+    match_benchmark_files,
+    pattern_regex,
     read_benchmarks,
     software_versions,
     summarize_benchmarks,
@@ -312,6 +314,121 @@ def test_benchmark_rule_name_column_wins(tmp_path):
     benchmarks = read_benchmarks(tmp_path)
 
     assert list(benchmarks["rule"]) == ["smote_balance"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "matches"),
+    [
+        ("results/benchmarks/evaluate/{balancing}_{protocol}.tsv", "results/benchmarks/evaluate/wgan_plain_paper.tsv",
+         True),
+        ("results/benchmarks/graph.tsv", "results/benchmarks/graph.tsv", True),
+        ("results/benchmarks/graph.tsv", "results/benchmarksXgraph.tsv", False),
+        # A plain wildcard stays within one folder.
+        ("results/benchmarks/{name}.tsv", "results/benchmarks/evaluate/wgan_paper.tsv", False),
+        ("results/benchmarks/{name,.+}.tsv", "results/benchmarks/evaluate/wgan_paper.tsv", True),
+        ("results/benchmarks/train_generator/{generator,wgan|wgan_plain}.tsv",
+         "results/benchmarks/train_generator/ctgan.tsv", False),
+        ("results/benchmarks/epoch_{n,[0-9]{2}}.tsv", "results/benchmarks/epoch_12.tsv", True),
+        ("results/benchmarks/epoch_{n,[0-9]{2}}.tsv", "results/benchmarks/epoch_123.tsv", False),
+    ],
+)
+def test_pattern_regex(pattern, path, matches):
+    assert bool(pattern_regex(pattern).fullmatch(path)) is matches
+
+
+def test_pattern_regex_unbalanced_brace_rejected():
+    with pytest.raises(ValueError, match="unbalanced braces"):
+        pattern_regex("results/benchmarks/{name.tsv")
+
+
+def write_benchmark(path, seconds):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(BENCHMARK_HEADER + f"{seconds}\t0:00:01\t100\t300\t80\t90\t0\t0\t20\t1.0\n")
+
+
+# Three rules share balance/, and the by_capture module's copies write under results/by_capture/.
+SHARED_FOLDER_PATTERNS = {
+    "balance": "results/benchmarks/balance/{generator}_{protocol}.tsv",
+    "smote_balance": "results/benchmarks/balance/smote_{protocol}.tsv",
+    "graph": "results/benchmarks/graph.tsv",
+    "by_capture_balance": "results/by_capture/benchmarks/balance/{generator}_{protocol}.tsv",
+}
+
+
+@pytest.fixture
+def shared_folder_root(tmp_path):
+    for name, seconds in (("results/benchmarks/balance/wgan_paper.tsv", 1.0),
+                          ("results/benchmarks/balance/wgan_plain_real_test.tsv", 2.0),
+                          ("results/benchmarks/balance/smote_paper.tsv", 4.0),
+                          ("results/benchmarks/graph.tsv", 8.0),
+                          ("results/by_capture/benchmarks/balance/wgan_paper.tsv", 16.0),
+                          ("results/benchmarks/report.tsv", 32.0)):
+        write_benchmark(tmp_path / name, seconds)
+    return tmp_path
+
+
+def test_benchmark_file_matched_to_rule(shared_folder_root):
+    matched = {path.relative_to(shared_folder_root).as_posix(): rule
+               for rule, path in match_benchmark_files(SHARED_FOLDER_PATTERNS, shared_folder_root)}
+
+    assert matched == {
+        "results/benchmarks/balance/wgan_paper.tsv": "balance",
+        "results/benchmarks/balance/wgan_plain_real_test.tsv": "balance",
+        # balance's pattern matches it too, but smote_balance's has more fixed characters.
+        "results/benchmarks/balance/smote_paper.tsv": "smote_balance",
+        "results/benchmarks/graph.tsv": "graph",
+        "results/by_capture/benchmarks/balance/wgan_paper.tsv": "by_capture_balance",
+    }, "a file no pattern matches (report.tsv) is left out"
+
+
+def test_timings_per_rule_from_patterns(shared_folder_root):
+    results = shared_folder_root / "results"
+    summary = summarize_benchmarks(
+        read_benchmarks(results / "benchmarks", SHARED_FOLDER_PATTERNS, root=shared_folder_root)).set_index("rule")
+
+    assert summary.loc["balance", "jobs"] == 2
+    assert summary.loc["balance", "wall_seconds"] == pytest.approx(3.0)
+    assert summary.loc["smote_balance", "wall_seconds"] == pytest.approx(4.0)
+    assert summary.loc["by_capture_balance", "wall_seconds"] == pytest.approx(16.0)
+    assert summary.loc["total", "wall_seconds"] == pytest.approx(31.0)
+
+
+def test_report_times_rules_from_patterns(shared_folder_root, monkeypatch):
+    # Snakemake runs the report in the workflow's folder, which the patterns are relative to.
+    monkeypatch.chdir(shared_folder_root)
+    page = build_report("results", CONFIG, "results/report.html",
+                        benchmark_patterns=SHARED_FOLDER_PATTERNS).read_text(encoding="utf-8")
+    timings = section_of(page, "timings")
+
+    assert '<td>smote_balance</td><td class="number">1</td><td class="number">4.0</td>' in timings
+    assert '<td>by_capture_balance</td><td class="number">1</td><td class="number">16.0</td>' in timings
+    assert "<td>report</td>" not in timings
+
+
+def test_by_capture_section_shows_its_tables_and_figures(tmp_path):
+    results = tmp_path / "results"
+    (results / "by_capture" / "tables").mkdir(parents=True)
+    (results / "by_capture" / "tables" / "windowed.csv").write_text("classifier,window,macro_f1\nRF,13,0.6120\n")
+    (results / "by_capture" / "figures").mkdir()
+    write_png(results / "by_capture" / "figures" / "figure13_confusion_none_real_test.png", seed=2)
+
+    page = build_report(results, CONFIG, tmp_path / "report.html",
+                        by_capture_dir=results / "by_capture").read_text(encoding="utf-8")
+    section = section_of(page, "by-capture")
+
+    assert "results/by_capture/tables/windowed.csv" in section
+    assert '<td class="number">0.6120</td>' in section
+    assert section.count("data:image/png;base64,") == 1
+    assert "Confusion matrices of the classifiers, balancing none, protocol real_test" in section
+    # The main sections do not pick up the by_capture files.
+    assert "0.6120" not in section_of(page, "tables")
+
+
+def test_by_capture_section_without_a_by_capture_run(page):
+    section = section_of(page, "by-capture")
+
+    assert NOT_PRODUCED in section
+    assert "by_capture.balancings is empty" in section
 
 
 @pytest.mark.parametrize(

@@ -150,6 +150,20 @@ def test_by_capture_run_keeps_captures_whole(workflow_run):
             - comparison["macro_f1_difference"]).abs().max() < 1e-3
 
 
+def test_report_timings_and_by_capture(workflow_run):
+    workdir, _, _ = workflow_run
+    page = (workdir / "results/report.html").read_text(encoding="utf-8")
+    timings = re.search(r'<section id="timings">(.*?)</section>', page, re.S).group(1)
+    by_capture = re.search(r'<section id="by-capture">(.*?)</section>', page, re.S).group(1)
+    timed_rules = set(re.findall(r"<tr><td>(\w+)</td>", timings))
+
+    # balance, smote_balance and balance_ctgan all write to balance/, and each is timed on its own.
+    assert {"balance", "smote_balance", "evaluate", "by_capture_split", "by_capture_evaluate"} <= timed_rules
+    assert "report" not in timed_rules
+    assert "results/by_capture/tables/classifiers_summary.csv" in by_capture
+    assert "results/by_capture/tables/windowed.csv" in by_capture
+
+
 def job_counts(output: str) -> dict[str, int]:
     """Read the job stats table that ``snakemake -n`` prints."""
     return {rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", output, flags=re.MULTILINE)}

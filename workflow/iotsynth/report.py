@@ -2,7 +2,8 @@
 
 The page gathers the merged configuration, software versions, the machine,
 a dataset summary, every table under ``results/tables/``, every figure under
-``results/figures/`` and the Snakemake benchmark timings. Figures are
+``results/figures/``, the tables and figures of the by_capture run and the
+Snakemake benchmark timings of every rule. Figures are
 embedded as base64 data URIs and the style sheet is inline, so the file opens
 offline, needs no JavaScript and fetches nothing. Every string read from a
 file or the configuration is escaped with :func:`html.escape`. A section
@@ -105,6 +106,8 @@ def build_report(
     title: str = "iotsynth results",
     max_table_rows: int = 200,
     skip_rules: Sequence[str] = (),
+    benchmark_patterns: Mapping[str, str] | None = None,
+    by_capture_dir: str | Path | None = None,
 ) -> Path:
     """Write the results report of one run as a self-contained HTML file.
 
@@ -126,6 +129,15 @@ def build_report(
         Rules left out of the timings. The report rule passes its own name,
         because its benchmark file is written after the page, so a file found
         while the page is built is left over from an earlier run.
+    benchmark_patterns : mapping of str to str, optional
+        Rule name -> benchmark file pattern relative to the current folder.
+        The timings then count each file for its own rule, including the
+        by_capture run's. Without it they read ``results/benchmarks/`` and
+        name a rule by its folder there.
+    by_capture_dir : str or pathlib.Path, optional
+        Results folder of the by_capture run (``results/by_capture/``), whose
+        tables and figures get a section of their own. None when the run has
+        no by_capture part; the section then reports that.
 
     Returns
     -------
@@ -155,7 +167,8 @@ def build_report(
         named_table_section(results_dir, "validation", "LLM validation of the synthetic rows", max_table_rows),
         tables_section(results_dir, max_table_rows),
         figures_section(results_dir),
-        timings_section(results_dir, skip_rules),
+        by_capture_section(by_capture_dir, results_dir, max_table_rows),
+        timings_section(results_dir, skip_rules, benchmark_patterns),
         configuration_section(config),
     ]
     page = render_page(title, sections, results_dir)
@@ -456,20 +469,20 @@ def named_table_section(results_dir: Path, stem_name: str, title: str, max_rows:
 
 def tables_section(results_dir: Path, max_rows: int) -> Section:
     """Show every CSV table under ``results/tables/`` and every Markdown table without a CSV."""
-    folder = results_dir / "tables"
+    return Section("tables", "Tables", tables_html(results_dir / "tables", results_dir, max_rows, DEDICATED_TABLES))
+
+
+def tables_html(folder: Path, results_dir: Path, max_rows: int, skip: Sequence[str] = ()) -> str:
+    """Render every CSV table in ``folder`` and every Markdown table without a CSV, numbered tables first."""
     if not folder.is_dir():
-        return Section("tables", "Tables", missing_paragraph(results_dir, folder))
+        return missing_paragraph(results_dir, folder)
     stems = sorted({path.with_suffix("") for path in folder.iterdir() if path.suffix in (".csv", ".md")},
                    key=lambda stem: published_first(stem, "table"))
-    parts = [
-        table_file_html(stem, results_dir, max_rows)
-        for stem in stems
-        if stem.name not in DEDICATED_TABLES
-    ]
+    parts = [table_file_html(stem, results_dir, max_rows) for stem in stems if stem.name not in skip]
     if not parts:
-        return Section("tables", "Tables", missing_paragraph(results_dir, folder / "*.csv"))
+        return missing_paragraph(results_dir, folder / "*.csv")
     logger.info("rendered %d tables from %s", len(parts), folder)
-    return Section("tables", "Tables", "\n".join(parts))
+    return "\n".join(parts)
 
 
 def markdown_to_html(text: str) -> str:
@@ -543,15 +556,39 @@ def figure_html(path: Path, results_dir: Path) -> str:
 
 def figures_section(results_dir: Path) -> Section:
     """Embed every PNG, JPEG and SVG figure under ``results/figures/``."""
-    folder = results_dir / "figures"
+    return Section("figures", "Figures", figures_html(results_dir / "figures", results_dir))
+
+
+def figures_html(folder: Path, results_dir: Path) -> str:
+    """Embed every PNG, JPEG and SVG figure below ``folder``, numbered figures first."""
     paths = []
     if folder.is_dir():
         paths = sorted((path for path in folder.rglob("*") if path.suffix.lower() in IMAGE_TYPES),
                        key=lambda path: published_first(path, "figure"))
     if not paths:
-        return Section("figures", "Figures", missing_paragraph(results_dir, folder / "*.png"))
+        return missing_paragraph(results_dir, folder / "*.png")
     logger.info("embedded %d figures from %s", len(paths), folder)
-    return Section("figures", "Figures", "\n".join(figure_html(path, results_dir) for path in paths))
+    return "\n".join(figure_html(path, results_dir) for path in paths)
+
+
+def by_capture_section(by_capture_dir: str | Path | None, results_dir: Path, max_rows: int) -> Section:
+    """Show the tables and figures of the by_capture run, where every capture lies whole in one split."""
+    title = "Unseen captures (by_capture split)"
+    if by_capture_dir is None:
+        return Section("by-capture", title, f'<p class="missing">{NOT_PRODUCED}: the configuration runs no '
+                       "by_capture split (by_capture.balancings is empty, or split.mode is by_capture).</p>")
+    by_capture_dir = Path(by_capture_dir)
+    if not by_capture_dir.is_dir():
+        return Section("by-capture", title, missing_paragraph(results_dir, by_capture_dir))
+    intro = (
+        "<p>The stages from the split onwards, run again on the by_capture split: every capture lies whole "
+        "in one split, so the test packets come from captures that training never saw. The stratified split "
+        "above draws packets of one capture into all three splits. <code>results/tables/split_comparison</code> "
+        "sets the two side by side.</p>\n"
+    )
+    body = (intro + tables_html(by_capture_dir / "tables", results_dir, max_rows)
+            + "\n" + figures_html(by_capture_dir / "figures", results_dir))
+    return Section("by-capture", title, body)
 
 
 # ---------------------------------------------------------------- timings
@@ -566,8 +603,89 @@ def benchmark_rule(path: Path, benchmarks_dir: Path, frame: pd.DataFrame) -> str
     return parts[0] if len(parts) > 1 else path.stem
 
 
-def read_benchmarks(benchmarks_dir: Path) -> pd.DataFrame:
-    """Read every Snakemake benchmark file under ``benchmarks_dir``, one row per file.
+def pattern_regex(pattern: str) -> re.Pattern:
+    """Return a regular expression for a Snakemake file pattern.
+
+    A wildcard ``{name}`` matches one or more characters other than ``/``,
+    and ``{name,regex}`` matches ``regex``. Braces inside the regex, as in
+    ``{name,[0-9]{2}}``, are kept.
+    """
+    parts, index = [], 0
+    while index < len(pattern):
+        if pattern[index] != "{":
+            end = pattern.find("{", index)
+            end = len(pattern) if end < 0 else end
+            parts.append(re.escape(pattern[index:end]))
+            index = end
+            continue
+        depth, end = 0, index
+        for end in range(index, len(pattern)):
+            depth += {"{": 1, "}": -1}.get(pattern[end], 0)
+            if depth == 0:
+                break
+        if depth != 0:
+            raise ValueError(f"unbalanced braces in file pattern {pattern!r}")
+        _, _, constraint = pattern[index + 1:end].partition(",")
+        parts.append(f"(?:{constraint.strip() or '[^/]+'})")
+        index = end + 1
+    return re.compile("".join(parts))
+
+
+def literal_prefix_folder(pattern: str) -> Path:
+    """Return the deepest folder of a file pattern that comes before its first wildcard."""
+    head = pattern.split("{", 1)[0]
+    return Path(head) if head.endswith("/") else Path(head).parent
+
+
+def match_benchmark_files(patterns: Mapping[str, str], root: Path) -> list[tuple[str, Path]]:
+    """Find the benchmark files of each rule from the rules' benchmark patterns.
+
+    Parameters
+    ----------
+    patterns : mapping of str to str
+        Rule name -> benchmark file pattern relative to ``root``, as in the
+        rule's ``benchmark:`` directive (``results/benchmarks/evaluate/{balancing}_{protocol}.tsv``).
+    root : pathlib.Path
+        The folder the patterns are relative to (the workflow's working folder).
+
+    Returns
+    -------
+    list of (str, pathlib.Path)
+        Rule name and file, sorted by file. A file that two patterns match
+        goes to the pattern with more fixed characters, so
+        ``results/benchmarks/graph.tsv`` beats ``results/benchmarks/{name}.tsv``.
+    """
+    compiled = [(rule, pattern_regex(pattern), len(re.sub(r"\{[^}]*\}", "", pattern)), pattern)
+                for rule, pattern in patterns.items()]
+    owners: dict[Path, tuple[int, str]] = {}
+    for rule, regex, fixed, pattern in compiled:
+        folder = root / literal_prefix_folder(pattern)
+        if not folder.is_dir():
+            continue
+        for path in folder.rglob("*"):
+            if not path.is_file() or not regex.fullmatch(path.relative_to(root).as_posix()):
+                continue
+            if path not in owners or fixed > owners[path][0]:
+                owners[path] = (fixed, rule)
+    return sorted(((rule, path) for path, (_, rule) in owners.items()), key=lambda item: str(item[1]))
+
+
+def read_benchmarks(benchmarks_dir: Path, patterns: Mapping[str, str] | None = None,
+                    root: Path | None = None) -> pd.DataFrame:
+    """Read Snakemake benchmark files, one row per file.
+
+    Parameters
+    ----------
+    benchmarks_dir : pathlib.Path
+        Without ``patterns``, every ``*.tsv`` below this folder is read and
+        its rule is its ``rule_name`` column, else the first part of its path
+        below the folder (the file name at the top level).
+    patterns : mapping of str to str, optional
+        Rule name -> benchmark file pattern, as the report rule passes it.
+        Then the files are those the patterns match below ``root``, each with
+        its own rule, in whatever folder (the by_capture run's included).
+    root : pathlib.Path, optional
+        Folder the patterns are relative to; the current folder by default.
 
     Returns
     -------
@@ -577,8 +695,12 @@ def read_benchmarks(benchmarks_dir: Path) -> pd.DataFrame:
         file with several rows (benchmark repeats of one job) gives their
         mean; a missing or ``NA`` value is NaN.
     """
+    if patterns is not None:
+        files = [(rule, path) for rule, path in match_benchmark_files(patterns, root or Path.cwd())]
+    else:
+        files = [(None, path) for path in sorted(benchmarks_dir.rglob("*.tsv"))]
     records = []
-    for path in sorted(benchmarks_dir.rglob("*.tsv")):
+    for rule, path in files:
         try:
             frame = pd.read_csv(path, sep="\t")
         except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
@@ -586,7 +708,8 @@ def read_benchmarks(benchmarks_dir: Path) -> pd.DataFrame:
             continue
         values = {key: pd.to_numeric(frame[column], errors="coerce").mean() if column in frame.columns else np.nan
                   for key, column in (("wall_seconds", "s"), ("cpu_seconds", "cpu_time"), ("max_rss_mb", "max_rss"))}
-        records.append({"rule": benchmark_rule(path, benchmarks_dir, frame), "file": str(path), **values})
+        rule = rule or benchmark_rule(path, benchmarks_dir, frame)
+        records.append({"rule": rule, "file": str(path), **values})
     return pd.DataFrame(records, columns=["rule", "file", "wall_seconds", "cpu_seconds", "max_rss_mb"])
 
 
@@ -628,10 +751,19 @@ def format_number(value: object, digits: int) -> str:
     return f"{float(value):.{digits}f}"
 
 
-def timings_section(results_dir: Path, skip_rules: Sequence[str] = ()) -> Section:
-    """Show wall seconds, CPU seconds and peak memory per rule from the benchmark files."""
+def timings_section(results_dir: Path, skip_rules: Sequence[str] = (),
+                    benchmark_patterns: Mapping[str, str] | None = None) -> Section:
+    """Show wall seconds, CPU seconds and peak memory per rule from the benchmark files.
+
+    With ``benchmark_patterns`` (rule -> benchmark file pattern), each file
+    counts for the rule whose pattern it matches. Without, the files under
+    ``results/benchmarks/`` count for their first folder.
+    """
     folder = results_dir / "benchmarks"
-    benchmarks = read_benchmarks(folder) if folder.is_dir() else pd.DataFrame()
+    if benchmark_patterns is not None:
+        benchmarks = read_benchmarks(folder, benchmark_patterns)
+    else:
+        benchmarks = read_benchmarks(folder) if folder.is_dir() else pd.DataFrame()
     if not benchmarks.empty:
         benchmarks = benchmarks[~benchmarks["rule"].isin(skip_rules)]
     if benchmarks.empty:
@@ -643,12 +775,16 @@ def timings_section(results_dir: Path, skip_rules: Sequence[str] = ()) -> Sectio
          format_number(row.peak_max_rss_mb, 1))
         for row in summary.itertuples(index=False)
     ]
+    if benchmark_patterns is not None:
+        source = (f"From {len(benchmarks)} Snakemake benchmark files, each counted for the rule whose "
+                  "<code>benchmark:</code> pattern it matches.")
+    else:
+        source = (f"From {len(benchmarks)} Snakemake benchmark files under "
+                  f"{escape(relative_name(folder, results_dir))}. A rule is the first folder of a file's path "
+                  "(or the file name at the top level), so a folder that several rules write to counts as one.")
     intro = (
-        f"<p>From {len(benchmarks)} Snakemake benchmark files under {escape(relative_name(folder, results_dir))}. "
-        "A rule is the first folder of a file's path (or the file name at the top level), so a folder that "
-        "several rules write to, such as <code>balance/</code>, counts as one. Jobs run in parallel, so the "
-        "total wall time exceeds the elapsed time of the run. Memory is the largest resident set size of "
-        "one job, in MB.</p>\n"
+        f"<p>{source} Jobs run in parallel, so the total wall time exceeds the elapsed time of the run. "
+        "Memory is the largest resident set size of one job, in MB.</p>\n"
     )
     header = ("rule", "jobs", "wall seconds (sum)", "CPU seconds (sum)", "peak max_rss (MB)")
     return Section("timings", "Timings", intro + html_table(header, rows))

@@ -1,8 +1,8 @@
 # The results report: one self-contained HTML page with the configuration,
 # software versions, machine, dataset summary, every table under
-# results/tables/, every figure under results/figures/ and the benchmark
-# timings. It runs after every other target of the run (report_inputs() in
-# common.smk).
+# results/tables/, every figure under results/figures/, the by_capture
+# run's tables and figures and the benchmark timings of every rule. It runs
+# after every other target of the run (report_inputs() in common.smk).
 
 
 rule report:
@@ -15,6 +15,8 @@ rule report:
         # the benchmark files the other jobs wrote.
         results_dir=lambda wildcards, output: os.path.dirname(output.html),
         report=config["report"],
+        benchmark_patterns=benchmark_patterns,
+        by_capture_dir=by_capture_results(),
     conda:
         "../../envs/iotsynth.yaml"
     log:

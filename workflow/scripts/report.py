@@ -17,4 +17,6 @@ build_report(
     max_table_rows=settings["max_table_rows"],
     # This rule's own benchmark file, if present, is from an earlier run.
     skip_rules=[snakemake.rule],  # noqa: F821
+    benchmark_patterns=snakemake.params.benchmark_patterns,  # noqa: F821
+    by_capture_dir=snakemake.params.by_capture_dir,  # noqa: F821
 )
