@@ -195,8 +195,3 @@ def report_inputs():
 def benchmark_patterns(wildcards):
     """Rule name -> benchmark file pattern of every rule with one, so the report times each rule."""
     return {rule.name: str(rule.benchmark) for rule in workflow.rules if rule.benchmark}
-
-
-def by_capture_results():
-    """Results folder of the by_capture run, or None when this configuration runs none."""
-    return "results/by_capture" if by_capture_targets() else None

@@ -16,7 +16,11 @@ rule report:
         results_dir=lambda wildcards, output: os.path.dirname(output.html),
         report=config["report"],
         benchmark_patterns=benchmark_patterns,
-        by_capture_dir=by_capture_results(),
+        # The by_capture run's folder below the results folder, or None
+        # when this configuration runs no by_capture split.
+        by_capture_dir=lambda wildcards, output: (
+            os.path.join(os.path.dirname(output.html), "by_capture") if by_capture_targets() else None
+        ),
     conda:
         "../../envs/iotsynth.yaml"
     log:
