@@ -696,7 +696,7 @@ def read_benchmarks(benchmarks_dir: Path, patterns: Mapping[str, str] | None = N
         mean; a missing or ``NA`` value is NaN.
     """
     if patterns is not None:
-        files = [(rule, path) for rule, path in match_benchmark_files(patterns, root or Path.cwd())]
+        files = match_benchmark_files(patterns, root or Path.cwd())
     else:
         files = [(None, path) for path in sorted(benchmarks_dir.rglob("*.tsv"))]
     records = []

@@ -24,8 +24,8 @@ shared = {
 }
 with threadpool_limits(limits=snakemake.threads):  # noqa: F821
     # Only the WGAN rule has the generator wildcard, which names its variant.
-    # It tells the rules apart, because rule names carry a prefix in the
-    # by_capture module.
+    # The script checks for it rather than the rule name, because rule names
+    # carry a prefix in the by_capture module.
     if "generator" in snakemake.wildcards.keys():  # noqa: F821
         from iotsynth.gan.sample import run_synthesis_stage
 

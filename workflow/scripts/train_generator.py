@@ -27,8 +27,9 @@ shared = {
     "seed": snakemake.params.seed,  # noqa: F821
 }
 with threadpool_limits(limits=snakemake.threads):  # noqa: F821
-    # The rule's inputs tell the two rules apart, because rule names carry a
-    # prefix in the by_capture module.
+    # Only the CTGAN rule has a transformer input. The script checks for it
+    # rather than the rule name, because rule names carry a prefix in the
+    # by_capture module.
     if "transformer" in snakemake.input.keys():  # noqa: F821
         from iotsynth.ctgan_guided.stages import run_training_stage
 

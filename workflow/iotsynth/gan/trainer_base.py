@@ -95,7 +95,7 @@ def resolve_device(requested: str) -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("wgan.device is cuda but torch sees no CUDA device; set it to auto or cpu")
+        raise RuntimeError("wgan.device is cuda but torch finds no CUDA device; set it to auto or cpu")
     return torch.device(requested)
 
 
@@ -273,7 +273,7 @@ class GANTrainer(abc.ABC):
         if y.shape != (len(x),):
             raise ValueError(f"class indices have shape {y.shape}; expected ({len(x)},)")
         if len(y) and (y.min() < 0 or y.max() >= len(self.class_names)):
-            raise ValueError(f"class indices must lie in [0, {len(self.class_names)}), got {y.min()} to {y.max()}")
+            raise ValueError(f"invalid class indices {y.min()} to {y.max()}: expected 0 to {len(self.class_names) - 1}")
         if len(x) < self.settings.batch_size:
             raise ValueError(f"{len(x)} training rows are fewer than wgan.batch_size {self.settings.batch_size}")
         self._check_components()
@@ -409,7 +409,7 @@ def class_indices(frame: pd.DataFrame, class_names: Sequence[str], source: str =
         not in ``class_names``.
     """
     if "device_type" not in frame.columns:
-        raise ValueError(f"{source} has no device_type column")
+        raise ValueError(f"missing device_type column in {source}")
     labels = frame["device_type"].astype(str)
     unknown = sorted(set(labels) - set(class_names))
     if unknown:

@@ -17,9 +17,9 @@ a reply counts as invalid.
 Valid replies are cached (:class:`~iotsynth.llm.cache.ReplyCache`), keyed by
 the hash of model and request, so a rerun sends nothing and needs no API key.
 
-NOTE: no sampling temperature is sent. SDK 2.x has no such parameter and
-sends API version 2026-10-21, which rejects ``temperature`` on every model;
-reruns are made repeatable by the reply cache instead.
+NOTE: no sampling temperature is sent, because SDK 2.x has no such
+parameter and sends API version 2026-10-21, which rejects ``temperature`` on
+every model. The reply cache makes reruns repeatable instead.
 """
 
 from __future__ import annotations

@@ -100,9 +100,9 @@ def feature_statistics(values: pd.Series, kind: str, top_categories: int) -> dic
 
     unique, counts = np.unique(column, return_counts=True)
     order = np.argsort(-counts, kind="stable")
-    shown = order[:top_categories]
+    listed = order[:top_categories]
     return {
-        "categories": [[compact_number(unique[i]), compact_number(counts[i] / len(column))] for i in shown],
+        "categories": [[compact_number(unique[i]), compact_number(counts[i] / len(column))] for i in listed],
         "other_share": compact_number(counts[order[top_categories:]].sum() / len(column)),
         "n_categories": int(len(unique)),
     }
